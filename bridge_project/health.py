@@ -1,0 +1,56 @@
+"""GET /health and GET /metrics (SPEC §6)."""
+
+from __future__ import annotations
+
+from asgiref.sync import async_to_sync
+from django.conf import settings
+from django.db import DatabaseError, connection
+from django.http import HttpRequest, HttpResponse
+from django_prometheus.exports import ExportToDjangoView
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import serializers
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from messaging import delivery
+from messaging.exceptions import json_forbidden
+
+_health_reply = inline_serializer(
+    "Health",
+    {"status": serializers.CharField(), "checks": serializers.DictField()},
+)
+
+
+class HealthView(APIView):
+    @extend_schema(responses={200: _health_reply, 503: _health_reply})
+    def get(self, request: Request) -> Response:
+        checks = {"database": _check_database(), "channel_layer": _check_layer()}
+        healthy = all(value == "ok" for value in checks.values())
+        return Response(
+            {"status": "ok" if healthy else "unavailable", "checks": checks},
+            status=200 if healthy else 503,
+        )
+
+
+def _check_database() -> str:
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+    except DatabaseError as exc:
+        return f"error: {type(exc).__name__}"
+    return "ok"
+
+
+def _check_layer() -> str:
+    try:
+        async_to_sync(delivery.check_layer)()
+    except delivery.LayerUnavailable as exc:
+        return f"error: {exc}"
+    return "ok"
+
+
+def metrics_view(request: HttpRequest) -> HttpResponse:
+    if request.META.get("REMOTE_ADDR") not in settings.BRIDGE_METRICS_ALLOWED_IPS:
+        return json_forbidden(request)
+    return ExportToDjangoView(request)

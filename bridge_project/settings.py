@@ -1,0 +1,196 @@
+"""Bridge settings: the only module that reads the environment (SPEC §7)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+from bridge_project.env import (
+    env_bool,
+    env_choice,
+    env_float,
+    env_int,
+    env_list,
+    env_str,
+)
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+DEBUG = env_bool("DEBUG", False)
+SECRET_KEY = env_str("SECRET_KEY", "")
+if not SECRET_KEY:
+    if not DEBUG:
+        raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is false")
+    SECRET_KEY = "insecure-development-key-do-not-use-in-production"
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django_prometheus",
+    "channels",
+    "rest_framework",
+    "drf_spectacular",
+    "accounts",
+    "messaging",
+]
+
+MIDDLEWARE = [
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
+]
+
+ROOT_URLCONF = "bridge_project.urls"
+ASGI_APPLICATION = "bridge_project.asgi.application"
+# The push API is mounted at /sse/push, without a trailing slash (SPEC §6).
+APPEND_SLASH = False
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASES = {
+    "default": dj_database_url.parse(
+        env_str("DATABASE_URL", f"sqlite:///{BASE_DIR / 'db.sqlite3'}"),
+        conn_max_age=60,
+        conn_health_checks=True,
+    )
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # IMMEDIATE takes the write lock when a transaction starts, so two pushes that
+    # assign seqs to the same user queue up instead of failing with "database is
+    # locked" when a read lock is upgraded. WAL lets daphne processes read while
+    # another writes.
+    DATABASES["default"]["OPTIONS"] = {
+        "transaction_mode": "IMMEDIATE",
+        "timeout": 20,
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = False
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+# In development the admin's files are served from the apps; `make run` still
+# collects them so that the production path is the one exercised.
+WHITENOISE_USE_FINDERS = DEBUG
+
+REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
+
+# RedisPubSubChannelLayer, not the default RedisChannelLayer: the default layer
+# keeps one queue of `capacity` (100) messages per process that every consumer of
+# the process shares, and silently drops group sends over it; measured with 1,000
+# clients it lost 95-99 % of pushes while the same process served HTTP. The
+# pub/sub layer hands each message straight to the subscribed process and lost
+# nothing. Bridge never relies on the layer for durability (SPEC §5), only speed.
+#
+# redis-py 8 defaults: socket_timeout=5 s and a pool of 100 that raises when full.
+# The layer blocks on pub/sub reads, so a read timeout would kill idle consumers
+# (channels_redis#422); we bound connects instead and put our own deadline around
+# publishes (BRIDGE_LAYER_TIMEOUT), which is what turns an outage into a 503.
+CHANNEL_LAYER_HOST = {
+    "address": REDIS_URL,
+    "socket_timeout": None,
+    "socket_connect_timeout": 2,
+    "socket_keepalive": True,
+    "max_connections": env_int("BRIDGE_REDIS_MAX_CONNECTIONS", 1000, minimum=10),
+    "health_check_interval": 15,
+}
+CHANNEL_LAYERS = {
+    "default": {
+        "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+        "CONFIG": {"hosts": [CHANNEL_LAYER_HOST], "prefix": "bridge"},
+    }
+}
+
+# --- Bridge (SPEC §7) -------------------------------------------------------
+BRIDGE_AUTH_MODE = env_choice("BRIDGE_AUTH_MODE", "open", ("open", "token"))
+BRIDGE_ALLOWED_ORIGINS = env_list("BRIDGE_ALLOWED_ORIGINS", [])
+BRIDGE_TOKEN_TTL = env_int("BRIDGE_TOKEN_TTL", 3600, minimum=1)
+BRIDGE_MAX_CONNECTIONS_PER_USER = env_int(
+    "BRIDGE_MAX_CONNECTIONS_PER_USER", 5, minimum=1
+)
+BRIDGE_HEARTBEAT_INTERVAL = env_float("BRIDGE_HEARTBEAT_INTERVAL", 30.0, minimum=0.1)
+BRIDGE_HEARTBEAT_TIMEOUT = env_float("BRIDGE_HEARTBEAT_TIMEOUT", 60.0, minimum=0.1)
+BRIDGE_CLIENT_MESSAGES_PER_MINUTE = env_int(
+    "BRIDGE_CLIENT_MESSAGES_PER_MINUTE", 120, minimum=1
+)
+BRIDGE_MAX_FRAME_BYTES = env_int("BRIDGE_MAX_FRAME_BYTES", 65536, minimum=1024)
+BRIDGE_MAX_MESSAGE_BYTES = env_int("BRIDGE_MAX_MESSAGE_BYTES", 65536, minimum=64)
+BRIDGE_MAX_BODY_BYTES = env_int("BRIDGE_MAX_BODY_BYTES", 1024 * 1024, minimum=1024)
+BRIDGE_MAX_BATCH = env_int("BRIDGE_MAX_BATCH", 1000, minimum=1)
+BRIDGE_HISTORY_TTL = env_int("BRIDGE_HISTORY_TTL", 7 * 24 * 3600, minimum=60)
+BRIDGE_HISTORY_MAX_PER_USER = env_int("BRIDGE_HISTORY_MAX_PER_USER", 1000, minimum=1)
+BRIDGE_METRICS_ALLOWED_IPS = env_list(
+    "BRIDGE_METRICS_ALLOWED_IPS", ["127.0.0.1", "::1"]
+)
+# How long a push waits on the channel layer before answering 503 (SPEC §6).
+BRIDGE_LAYER_TIMEOUT = env_float("BRIDGE_LAYER_TIMEOUT", 3.0, minimum=0.1)
+PUBLIC_ACCOUNTS = env_list("PUBLIC_ACCOUNTS", [])
+
+# Django refuses bodies over this before any parser runs; Bridge's own parser
+# turns the same limit into a JSON 413.
+DATA_UPLOAD_MAX_MEMORY_SIZE = BRIDGE_MAX_BODY_BYTES
+
+REST_FRAMEWORK = {
+    "DEFAULT_PARSER_CLASSES": ["messaging.parsers.StrictJSONParser"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_AUTHENTICATION_CLASSES": [],
+    "DEFAULT_PERMISSION_CLASSES": [],
+    "UNAUTHENTICATED_USER": None,
+    "EXCEPTION_HANDLER": "messaging.exceptions.error_response_handler",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Bridge API",
+    "DESCRIPTION": "Push messages over HTTP to live WebSocket connections.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": "INFO"},
+    "loggers": {
+        "django.channels.server": {"level": "WARNING"},
+        "daphne": {"level": "WARNING"},
+    },
+}

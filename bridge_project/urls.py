@@ -1,0 +1,18 @@
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView
+
+from bridge_project.health import HealthView, metrics_view
+
+urlpatterns = [
+    path("", include("messaging.urls")),
+    path("health", HealthView.as_view(), name="health"),
+    path("metrics", metrics_view, name="metrics"),
+    path("api/schema", SpectacularAPIView.as_view(), name="schema"),
+    path("admin/", admin.site.urls),
+]
+
+handler400 = "messaging.exceptions.json_bad_request"
+handler403 = "messaging.exceptions.json_forbidden"
+handler404 = "messaging.exceptions.json_not_found"
+handler500 = "messaging.exceptions.json_server_error"

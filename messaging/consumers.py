@@ -1,0 +1,259 @@
+"""The WebSocket endpoint `/ws` (SPEC §2): handshake, group membership, frames in,
+layer events out. Decisions live in handshake, frames, delivery and history."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import time
+import uuid
+from collections import deque
+
+from channels.db import database_sync_to_async
+from channels.exceptions import StopConsumer
+from channels.generic.websocket import AsyncWebsocketConsumer
+from channels.layers import get_channel_layer
+from channels.utils import await_many_dispatch
+from django.conf import settings
+from django.db import DatabaseError
+from redis.exceptions import RedisError
+
+from messaging import frames, groups, history, metrics, presence
+from messaging.frames import ClientFrame, FrameError
+from messaging.handshake import HandshakeRefused, parse_handshake
+
+logger = logging.getLogger(__name__)
+
+REFUSALS_BEFORE_CLOSE = 20
+REFUSAL_WINDOW_SECONDS = 60.0
+LAYER_ERRORS = (RedisError, OSError, TimeoutError)
+
+
+class BridgeConsumer(AsyncWebsocketConsumer):
+    user_id: str | None = None
+    close_code: int | None = None
+
+    async def __call__(self, scope, receive, send):
+        # Channels' AsyncConsumer.__call__, except that creating the layer channel
+        # may fail: with the pub/sub layer it is a Redis SUBSCRIBE, and when Redis
+        # is down the client must get SPEC's 1013, not a failed handshake.
+        self.scope = scope
+        self.base_send = send
+        self.channel_layer = get_channel_layer(self.channel_layer_alias)
+        self.layer_error: Exception | None = None
+        sources = [receive]
+        try:
+            self.channel_name = await asyncio.wait_for(
+                self.channel_layer.new_channel(), settings.BRIDGE_LAYER_TIMEOUT
+            )
+        except LAYER_ERRORS as exc:
+            self.layer_error = exc
+        else:
+            sources.append(
+                functools.partial(self.channel_layer.receive, self.channel_name)
+            )
+        try:
+            await await_many_dispatch(sources, self.dispatch)
+        except StopConsumer:
+            pass
+
+    async def dispatch(self, message):
+        # Channels closes stale database connections through a thread hop before
+        # every event; our database calls go through database_sync_to_async, which
+        # already does, so deliveries stay on the event loop.
+        handler = getattr(self, message["type"].replace(".", "_"), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
+
+    # --- lifecycle -------------------------------------------------------------
+
+    async def connect(self) -> None:
+        self.connection_id = uuid.uuid4().hex
+        self.refusals: deque[float] = deque()
+        try:
+            handshake = parse_handshake(self.scope.get("query_string", b""))
+            await self._join(handshake.user_id)
+        except HandshakeRefused as refusal:
+            await self._refuse_handshake(refusal)
+            return
+        try:
+            newest = await database_sync_to_async(history.last_seq)(handshake.user_id)
+        except DatabaseError:
+            logger.exception("database unavailable during handshake")
+            await self._refuse_handshake(
+                HandshakeRefused(1013, "unavailable", "try again later")
+            )
+            return
+        self.user_id = handshake.user_id
+        await self.accept()
+        presence.connection_opened(self.user_id)
+        metrics.connections_open.inc()
+        metrics.connections_total.inc()
+        await self._send_frame(
+            frames.connected_frame(
+                connection_id=self.connection_id,
+                user_id=self.user_id,
+                heartbeat_interval=settings.BRIDGE_HEARTBEAT_INTERVAL,
+                last_seq=newest,
+            )
+        )
+        # Joined before reading `newest`: anything stored later is sent after
+        # our subscription exists, so live delivery has no hole at the start.
+        self.cursor = newest
+        if handshake.last_seq is not None and handshake.last_seq < newest:
+            await self._resume(handshake.last_seq, newest)
+
+    async def disconnect(self, code: int) -> None:
+        # Runs for refused handshakes too, before anything was joined.
+        if self.user_id is None:
+            return
+        presence.connection_closed(self.user_id)
+        metrics.connections_open.dec()
+        metrics.disconnects_total.labels(code=str(self.close_code or code)).inc()
+        if self.layer_error is None:
+            try:
+                await asyncio.wait_for(self._leave(), settings.BRIDGE_LAYER_TIMEOUT)
+            except LAYER_ERRORS:
+                logger.info("could not leave groups of %s: layer unavailable", self.user_id)
+
+    async def _join(self, user_id: str) -> None:
+        if self.layer_error is not None:
+            raise HandshakeRefused(1013, "unavailable", "try again later")
+        try:
+            await asyncio.wait_for(
+                asyncio.gather(
+                    self.channel_layer.group_add(
+                        groups.user_group(user_id), self.channel_name
+                    ),
+                    self.channel_layer.group_add(
+                        groups.BROADCAST_GROUP, self.channel_name
+                    ),
+                ),
+                settings.BRIDGE_LAYER_TIMEOUT,
+            )
+        except LAYER_ERRORS:
+            raise HandshakeRefused(1013, "unavailable", "try again later") from None
+
+    async def _leave(self) -> None:
+        await self.channel_layer.group_discard(
+            groups.user_group(self.user_id), self.channel_name
+        )
+        await self.channel_layer.group_discard(groups.BROADCAST_GROUP, self.channel_name)
+
+    async def _refuse_handshake(self, refusal: HandshakeRefused) -> None:
+        # Accept first so that browsers can read the close code (SPEC §2).
+        await self.accept()
+        await self._close_with_error(refusal.close_code, refusal.error_code, refusal.message)
+
+    async def _close_with_error(self, close_code: int, error_code: str, message: str):
+        await self._send_frame(frames.error_frame(error_code, message))
+        self.close_code = close_code
+        await self.close(code=close_code)
+
+    # --- frames from the client --------------------------------------------------
+
+    async def receive(self, text_data=None, bytes_data=None) -> None:
+        if self.user_id is None:
+            return
+        if _too_large(text_data, bytes_data):
+            self.close_code = 1009
+            await self.close(code=1009)
+            return
+        try:
+            frame = frames.parse_client_frame(text_data)
+            await getattr(self, f"on_{frame.type}")(frame)
+        except FrameError as error:
+            await self._refuse_frame(error)
+
+    async def on_ping(self, frame: ClientFrame) -> None:
+        await self._send_frame(frames.pong_frame())
+
+    async def on_pong(self, frame: ClientFrame) -> None:
+        """Any frame proves liveness; a pong needs no reply."""
+
+    async def on_ack(self, frame: ClientFrame) -> None:
+        self.acked_seq = frame.seq
+
+    async def on_disconnect(self, frame: ClientFrame) -> None:
+        self.close_code = 1000
+        await self.close(code=1000)
+
+    async def on_message(self, frame: ClientFrame) -> None:
+        raise FrameError("no_recipient", "nobody receives client messages yet", frame.ref)
+
+    async def _refuse_frame(self, error: FrameError) -> None:
+        metrics.frames_refused_total.labels(code=error.code).inc()
+        now = time.monotonic()
+        self.refusals.append(now)
+        while self.refusals and now - self.refusals[0] > REFUSAL_WINDOW_SECONDS:
+            self.refusals.popleft()
+        if len(self.refusals) >= REFUSALS_BEFORE_CLOSE:
+            await self._close_with_error(4400, "bad_request", "too many refused frames")
+            return
+        await self._send_frame(frames.error_frame(error.code, error.message, error.ref))
+
+    # --- events from the channel layer -------------------------------------------
+
+    async def bridge_deliver(self, event: dict) -> None:
+        """A message for this connection's user (or everyone); sent in seq order."""
+        seq = event["seq"]
+        if seq is not None:
+            if seq <= self.cursor:
+                return  # already sent, from the store or an earlier event
+            if seq > self.cursor + 1:
+                # An earlier message's event is late or lost: the store has it.
+                recovered = await self._send_stored(upto_seq=seq - 1)
+                metrics.messages_recovered_total.inc(recovered)
+        await self.send(text_data=event["frame"])
+        metrics.messages_delivered_total.inc()
+        if seq is not None:
+            self.cursor = seq
+
+    async def _resume(self, after_seq: int, newest: int) -> None:
+        self.cursor = after_seq
+        await self._send_stored(upto_seq=newest, announce_truncation=True)
+
+    async def _send_stored(self, *, upto_seq: int, announce_truncation=False) -> int:
+        """Send stored messages after the cursor up to `upto_seq`, page by page."""
+        sent = 0
+        while self.cursor < upto_seq:
+            page = await database_sync_to_async(history.frames_after)(
+                self.user_id, after_seq=self.cursor, upto_seq=upto_seq
+            )
+            if not page:
+                break
+            if announce_truncation and sent == 0 and page[0].seq > self.cursor + 1:
+                await self._send_frame(
+                    frames.history_truncated_frame(oldest_seq=page[0].seq)
+                )
+            for stored in page:
+                await self.send(text_data=stored.text)
+                self.cursor = stored.seq
+            sent += len(page)
+            if len(page) < history.PAGE_SIZE:
+                break
+        # Seqs given up by a push that answered 503 leave holes; step over them.
+        self.cursor = max(self.cursor, upto_seq)
+        metrics.messages_delivered_total.inc(sent)
+        return sent
+
+    async def _send_frame(self, frame: dict) -> None:
+        await self.send(text_data=frames.encode(frame))
+
+
+def _too_large(text_data: str | None, bytes_data: bytes | None) -> bool:
+    limit = settings.BRIDGE_MAX_FRAME_BYTES
+    if bytes_data is not None:
+        return len(bytes_data) > limit
+    if text_data is None or len(text_data) * 4 <= limit:
+        return False
+    return len(text_data) > limit or len(text_data.encode("utf-8")) > limit
+
+
+class UnknownPathConsumer(AsyncWebsocketConsumer):
+    """Any other WebSocket path: refuse the handshake instead of raising."""
+
+    async def connect(self) -> None:
+        await self.close()

@@ -1,0 +1,254 @@
+"""push and push_batch: store, assign seqs, then send through the channel layer.
+
+The only module that talks to the channel layer. Layer events are sent only
+after the transaction that stored the message has committed, so a client can
+never receive a message the store does not have (SPEC §5).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+from redis.exceptions import RedisError
+
+from messaging import frames, groups, metrics, presence
+from messaging.models import InboxEntry, Message, UserSequence
+from messaging.recipients import Recipient, decide_recipients
+
+logger = logging.getLogger(__name__)
+
+
+class LayerUnavailable(Exception):
+    """The channel layer (Redis) could not take the events in time."""
+
+
+@dataclass(frozen=True)
+class PushRequest:
+    """A validated push, whatever door it came in by."""
+
+    targets: tuple[str, ...]
+    event: str
+    data: Any
+    sender: str | None
+    persist: bool = True
+    broadcast: bool = False
+    # Where mentions are looked for: `message`, i.e. `data.text`.
+    text: str | None = None
+
+
+@dataclass(frozen=True)
+class RecipientReceipt:
+    user_id: str
+    seq: int | None
+    via: str
+    online: bool
+    connections: int
+
+
+@dataclass(frozen=True)
+class PushReceipt:
+    message_id: str
+    recipients: tuple[RecipientReceipt, ...] = ()
+    broadcast: bool = False
+    online_users: int = 0
+
+
+@dataclass(frozen=True)
+class _Outgoing:
+    group: str
+    event: dict[str, Any]
+
+
+@dataclass
+class _Planned:
+    request: PushRequest
+    message_id: uuid.UUID
+    recipients: list[Recipient]
+    seqs: dict[str, int]
+
+
+def push_batch(requests: Sequence[PushRequest]) -> list[PushReceipt]:
+    """Store every request in one transaction, then send them all; sync callers."""
+    planned = [_plan(request) for request in requests]
+    created_at = _store(planned)
+    outgoing = [item for plan in planned for item in _events(plan, created_at)]
+    try:
+        async_to_sync(publish)(outgoing)
+    except LayerUnavailable:
+        _forget(planned)
+        raise
+    metrics.messages_pushed_total.inc(len(planned))
+    metrics.batch_size.observe(len(planned))
+    return [_receipt(plan) for plan in planned]
+
+
+def push(request: PushRequest) -> PushReceipt:
+    return push_batch([request])[0]
+
+
+async def publish(outgoing: Sequence[_Outgoing]) -> None:
+    """Send layer events concurrently; raise LayerUnavailable past the deadline."""
+    layer = get_channel_layer()
+    sends = [layer.group_send(item.group, item.event) for item in outgoing]
+    try:
+        await asyncio.wait_for(
+            asyncio.gather(*sends), timeout=settings.BRIDGE_LAYER_TIMEOUT
+        )
+    except (RedisError, OSError, TimeoutError) as exc:
+        logger.warning("channel layer unavailable: %s", type(exc).__name__)
+        raise LayerUnavailable(str(exc) or type(exc).__name__) from exc
+
+
+async def check_layer() -> None:
+    """Round-trip a real publish through the layer; raises LayerUnavailable."""
+    await publish([_Outgoing(groups.HEALTH_GROUP, {"type": "bridge.health"})])
+
+
+def _plan(request: PushRequest) -> _Planned:
+    recipients = (
+        []
+        if request.broadcast
+        else decide_recipients(
+            targets=request.targets, mentioned=()
+        )
+    )
+    return _Planned(request, uuid.uuid4(), recipients, seqs={})
+
+
+@transaction.atomic
+def _store(planned: list[_Planned]):
+    """Write messages and inbox entries and assign seqs; returns the push time."""
+    created_at = timezone.now()
+    durable = [plan for plan in planned if plan.request.persist and plan.recipients]
+    if not durable:
+        return created_at
+    wanted = Counter(r.user_id for plan in durable for r in plan.recipients)
+    next_seq = _reserve_seqs(wanted)
+    entries = []
+    for plan in durable:
+        for recipient in plan.recipients:
+            seq = next_seq[recipient.user_id]
+            next_seq[recipient.user_id] = seq + 1
+            plan.seqs[recipient.user_id] = seq
+            entries.append(
+                InboxEntry(
+                    message_id=plan.message_id,
+                    user_id=recipient.user_id,
+                    seq=seq,
+                    mentions=list(recipient.mentions),
+                )
+            )
+    Message.objects.bulk_create(
+        Message(
+            id=plan.message_id,
+            event=plan.request.event,
+            sender=plan.request.sender,
+            data=plan.request.data,
+            created_at=created_at,
+        )
+        for plan in durable
+    )
+    InboxEntry.objects.bulk_create(entries, batch_size=500)
+    metrics.messages_stored_total.inc(len(entries))
+    return created_at
+
+
+def _reserve_seqs(wanted: Counter[str]) -> dict[str, int]:
+    """Lock each user's counter (in a fixed order, so pushes cannot deadlock) and
+    hand out `wanted[user]` consecutive seqs; returns the first one per user."""
+    users = sorted(wanted)
+    UserSequence.objects.bulk_create(
+        [UserSequence(user_id=user_id) for user_id in users], ignore_conflicts=True
+    )
+    counters = list(
+        UserSequence.objects.select_for_update()
+        .filter(user_id__in=users)
+        .order_by("user_id")
+    )
+    first = {}
+    for counter in counters:
+        first[counter.user_id] = counter.last_seq + 1
+        counter.last_seq += wanted[counter.user_id]
+    UserSequence.objects.bulk_update(counters, ["last_seq"], batch_size=500)
+    return first
+
+
+def _events(plan: _Planned, created_at) -> list[_Outgoing]:
+    request = plan.request
+    if request.broadcast:
+        frame = _frame(plan, created_at, recipient=None, seq=None, mentions=())
+        return [_Outgoing(groups.BROADCAST_GROUP, _deliver_event(frame, None))]
+    outgoing = []
+    for recipient in plan.recipients:
+        seq = plan.seqs.get(recipient.user_id)
+        frame = _frame(
+            plan, created_at, recipient.user_id, seq=seq, mentions=recipient.mentions
+        )
+        outgoing.append(
+            _Outgoing(groups.user_group(recipient.user_id), _deliver_event(frame, seq))
+        )
+    return outgoing
+
+
+def _frame(plan, created_at, recipient, *, seq, mentions) -> str:
+    return frames.encode(
+        frames.message_frame(
+            message_id=str(plan.message_id),
+            seq=seq,
+            event=plan.request.event,
+            sender=plan.request.sender,
+            recipient=recipient,
+            data=plan.request.data,
+            created_at=created_at,
+            mentions=list(mentions),
+        )
+    )
+
+
+def _deliver_event(frame_text: str, seq: int | None) -> dict[str, Any]:
+    # The frame travels pre-encoded; user data is never spread into the event,
+    # so a `type` inside `data` cannot pick a consumer handler.
+    return {"type": groups.DELIVER_EVENT, "seq": seq, "frame": frame_text}
+
+
+def _forget(planned: list[_Planned]) -> None:
+    """Undo a store whose events could not be sent: a 503 means nothing happened.
+
+    The seqs stay used; clients skip the hole (docs/delivery.md)."""
+    ids = [plan.message_id for plan in planned if plan.seqs]
+    if ids:
+        Message.objects.filter(id__in=ids).delete()
+
+
+def _receipt(plan: _Planned) -> PushReceipt:
+    if plan.request.broadcast:
+        return PushReceipt(
+            message_id=str(plan.message_id),
+            broadcast=True,
+            online_users=presence.online_user_count(),
+        )
+    counts = presence.connection_counts(r.user_id for r in plan.recipients)
+    return PushReceipt(
+        message_id=str(plan.message_id),
+        recipients=tuple(
+            RecipientReceipt(
+                user_id=r.user_id,
+                seq=plan.seqs.get(r.user_id),
+                via=r.via,
+                online=counts[r.user_id] > 0,
+                connections=counts[r.user_id],
+            )
+            for r in plan.recipients
+        ),
+    )

@@ -1,0 +1,37 @@
+"""Bridge's own Prometheus metrics (SPEC §6). Never a user id as a label."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+connections_open = Gauge("bridge_connections_open", "WebSocket connections open now")
+connections_total = Counter("bridge_connections_total", "WebSocket connections accepted")
+disconnects_total = Counter(
+    "bridge_disconnects_total", "WebSocket connections closed, by close code", ["code"]
+)
+messages_pushed_total = Counter(
+    "bridge_messages_pushed_total", "Messages accepted by the push API"
+)
+messages_stored_total = Counter(
+    "bridge_messages_stored_total", "Per-recipient copies written to the store"
+)
+messages_delivered_total = Counter(
+    "bridge_messages_delivered_total", "Message frames sent to WebSocket clients"
+)
+messages_recovered_total = Counter(
+    "bridge_messages_recovered_total",
+    "Message frames sent from the store to fill a gap in the live stream",
+)
+batch_size = Histogram(
+    "bridge_batch_size",
+    "Messages per push request",
+    buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000),
+)
+push_latency_seconds = Histogram(
+    "bridge_push_latency_seconds",
+    "From push request received to layer events sent",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
+frames_refused_total = Counter(
+    "bridge_frames_refused_total", "Client frames refused, by error code", ["code"]
+)

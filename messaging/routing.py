@@ -1,0 +1,8 @@
+from django.urls import path, re_path
+
+from messaging.consumers import BridgeConsumer, UnknownPathConsumer
+
+websocket_urlpatterns = [
+    path("ws", BridgeConsumer.as_asgi()),
+    re_path(r"", UnknownPathConsumer.as_asgi()),
+]

@@ -1,0 +1,223 @@
+"""Input and output shapes of the push API (SPEC §6)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.conf import settings
+from django.core.validators import RegexValidator
+from rest_framework import serializers
+
+from messaging.delivery import PushReceipt, PushRequest
+from messaging.identifiers import EVENT_RE, USER_ID_RE
+
+MAX_TARGETS = 1000
+
+
+class StrictCharField(serializers.CharField):
+    """A CharField that refuses numbers and booleans instead of stringifying them."""
+
+    default_error_messages = {"invalid": "Must be a string."}
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class StrictBooleanField(serializers.BooleanField):
+    default_error_messages = {"invalid": "Must be true or false."}
+
+    def to_internal_value(self, data: Any) -> bool:
+        if not isinstance(data, bool):
+            self.fail("invalid")
+        return data
+
+
+def user_id_field(**kwargs: Any) -> StrictCharField:
+    return StrictCharField(
+        max_length=64,
+        validators=[
+            RegexValidator(
+                USER_ID_RE,
+                message="Must match ^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$.",
+                code="invalid_user_id",
+            )
+        ],
+        **kwargs,
+    )
+
+
+class PushSerializer(serializers.Serializer):
+    user_id = user_id_field(required=False)
+    user_ids = serializers.ListField(
+        child=user_id_field(), required=False, min_length=1, max_length=MAX_TARGETS
+    )
+    broadcast = StrictBooleanField(required=False)
+    event = StrictCharField(
+        required=False,
+        default="message",
+        validators=[
+            RegexValidator(
+                EVENT_RE,
+                message="Must match ^[a-z][a-z0-9_.:-]{0,63}$.",
+                code="invalid_event",
+            )
+        ],
+    )
+    data = serializers.JSONField(required=False, allow_null=True)
+    message = StrictCharField(required=False, allow_blank=True, trim_whitespace=False)
+    sender = user_id_field(required=False, allow_null=True)
+    persist = StrictBooleanField(required=False, default=True)
+
+    def to_internal_value(self, data: Any) -> dict[str, Any]:
+        if not isinstance(data, dict):
+            raise serializers.ValidationError(
+                {"non_field_errors": ["A push must be a JSON object."]}, code="invalid"
+            )
+        unknown = sorted(set(data) - set(self.fields))
+        if unknown:
+            raise serializers.ValidationError(
+                {name: [serializers.ErrorDetail("Unknown field.", "unknown_field")] for name in unknown}
+            )
+        return super().to_internal_value(data)
+
+    def validate_user_ids(self, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise serializers.ValidationError("User ids must be distinct.", code="duplicate")
+        return value
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        given = [name for name in ("user_id", "user_ids") if name in attrs]
+        if attrs.get("broadcast") is True:
+            given.append("broadcast")
+        if len(given) != 1:
+            raise serializers.ValidationError(
+                {"non_field_errors": [serializers.ErrorDetail(
+                    "Give exactly one of user_id, user_ids or broadcast: true.",
+                    "target",
+                )]}
+            )
+        has_data = "data" in self.initial_data
+        if has_data == ("message" in attrs):
+            raise serializers.ValidationError(
+                {"non_field_errors": [serializers.ErrorDetail(
+                    "Give exactly one of data or message.", "payload"
+                )]}
+            )
+        payload = attrs.get("data") if has_data else {"text": attrs["message"]}
+        limit = settings.BRIDGE_MAX_MESSAGE_BYTES
+        if _encoded_size(payload) > limit:
+            field = "data" if has_data else "message"
+            raise serializers.ValidationError(
+                {field: [serializers.ErrorDetail(
+                    f"Serialized, this is over {limit} bytes.", "too_large"
+                )]}
+            )
+        attrs["payload"] = payload
+        return attrs
+
+    def push_request(self) -> PushRequest:
+        attrs = self.validated_data
+        if "user_id" in attrs:
+            targets: tuple[str, ...] = (attrs["user_id"],)
+        else:
+            targets = tuple(attrs.get("user_ids", ()))
+        broadcast = attrs.get("broadcast") is True
+        return PushRequest(
+            targets=targets,
+            event=attrs["event"],
+            data=attrs["payload"],
+            sender=attrs.get("sender"),
+            persist=attrs["persist"] and not broadcast,
+            broadcast=broadcast,
+            text=mention_text(attrs["payload"]),
+        )
+
+
+def mention_text(payload: Any) -> str | None:
+    """Mentions are read from `message`, i.e. `data.text` (SPEC §6)."""
+    if isinstance(payload, dict) and isinstance(payload.get("text"), str):
+        return payload["text"]
+    return None
+
+
+def _encoded_size(value: Any) -> int:
+    return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
+
+
+class BatchSerializer(serializers.Serializer):
+    messages = serializers.ListField(child=serializers.JSONField(), min_length=1)
+
+    def validate_messages(self, items: list[Any]) -> list[PushSerializer]:
+        limit = settings.BRIDGE_MAX_BATCH
+        if len(items) > limit:
+            raise serializers.ValidationError(
+                f"At most {limit} messages per batch.", code="max_length"
+            )
+        validated, errors = [], {}
+        for index, item in enumerate(items):
+            item_serializer = PushSerializer(data=item)
+            if item_serializer.is_valid():
+                validated.append(item_serializer)
+            else:
+                errors[str(index)] = item_serializer.errors
+        if errors:
+            raise serializers.ValidationError(errors)
+        return validated
+
+    def to_internal_value(self, data: Any) -> dict[str, Any]:
+        if not isinstance(data, dict):
+            raise serializers.ValidationError(
+                {"non_field_errors": ["A batch must be a JSON object."]}
+            )
+        unknown = sorted(set(data) - set(self.fields))
+        if unknown:
+            raise serializers.ValidationError(
+                {name: [serializers.ErrorDetail("Unknown field.", "unknown_field")] for name in unknown}
+            )
+        return super().to_internal_value(data)
+
+    def push_requests(self) -> list[PushRequest]:
+        return [item.push_request() for item in self.validated_data["messages"]]
+
+
+class RecipientReplySerializer(serializers.Serializer):
+    user_id = serializers.CharField()
+    seq = serializers.IntegerField(allow_null=True)
+    online = serializers.BooleanField()
+    connections = serializers.IntegerField()
+    via = serializers.CharField(required=False)
+
+
+class PushReplySerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    recipients = RecipientReplySerializer(many=True, required=False)
+    broadcast = serializers.BooleanField(required=False)
+    online_users = serializers.IntegerField(required=False)
+
+
+class BatchReplySerializer(serializers.Serializer):
+    results = PushReplySerializer(many=True)
+
+
+def push_reply(receipt: PushReceipt) -> dict[str, Any]:
+    if receipt.broadcast:
+        return {
+            "id": receipt.message_id,
+            "broadcast": True,
+            "online_users": receipt.online_users,
+        }
+    recipients = []
+    for r in receipt.recipients:
+        entry: dict[str, Any] = {
+            "user_id": r.user_id,
+            "seq": r.seq,
+            "online": r.online,
+            "connections": r.connections,
+        }
+        if r.via != "direct":
+            entry["via"] = r.via
+        recipients.append(entry)
+    return {"id": receipt.message_id, "recipients": recipients}
