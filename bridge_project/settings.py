@@ -7,6 +7,7 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from bridge_project.layers import pubsub_layer
 from bridge_project.env import (
     env_bool,
     env_choice,
@@ -109,30 +110,11 @@ WHITENOISE_USE_FINDERS = DEBUG
 
 REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
 
-# RedisPubSubChannelLayer, not the default RedisChannelLayer: the default layer
-# keeps one queue of `capacity` (100) messages per process that every consumer of
-# the process shares, and silently drops group sends over it; measured with 1,000
-# clients it lost 95-99 % of pushes while the same process served HTTP. The
-# pub/sub layer hands each message straight to the subscribed process and lost
-# nothing. Bridge never relies on the layer for durability (SPEC §5), only speed.
-#
-# redis-py 8 defaults: socket_timeout=5 s and a pool of 100 that raises when full.
-# The layer blocks on pub/sub reads, so a read timeout would kill idle consumers
-# (channels_redis#422); we bound connects instead and put our own deadline around
-# publishes (BRIDGE_LAYER_TIMEOUT), which is what turns an outage into a 503.
-CHANNEL_LAYER_HOST = {
-    "address": REDIS_URL,
-    "socket_timeout": None,
-    "socket_connect_timeout": 2,
-    "socket_keepalive": True,
-    "max_connections": env_int("BRIDGE_REDIS_MAX_CONNECTIONS", 1000, minimum=10),
-    "health_check_interval": 15,
-}
 CHANNEL_LAYERS = {
-    "default": {
-        "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
-        "CONFIG": {"hosts": [CHANNEL_LAYER_HOST], "prefix": "bridge"},
-    }
+    "default": pubsub_layer(
+        REDIS_URL,
+        max_connections=env_int("BRIDGE_REDIS_MAX_CONNECTIONS", 1000, minimum=10),
+    )
 }
 
 # --- Bridge (SPEC §7) -------------------------------------------------------

@@ -1,0 +1,47 @@
+# Bridge: `make run` serves, `make test` tests. Both create .venv on first use.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: install run test test-postgres lint format bench superuser clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## Serve on :8000 (embedded Redis unless REDIS_URL is set; open auth for development).
+run: install
+	DEBUG=$${DEBUG:-1} BRIDGE_AUTH_MODE=$${BRIDGE_AUTH_MODE:-open} \
+		$(BIN)/python -m bridge_project.serve
+
+## The whole suite: unit, integration (real Redis) and end-to-end (real daphne).
+test: install
+	$(BIN)/python -m pytest
+
+## The database tests again, on PostgreSQL (DATABASE_URL must point at it).
+test-postgres: install
+	$(BIN)/python -m pytest -m django_db -p no:randomly
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+## Benchmark: see bench/README.md for the scenarios and options.
+bench: install
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
+superuser: install
+	DEBUG=1 $(BIN)/python manage.py migrate --noinput -v 0
+	DEBUG=1 $(BIN)/python manage.py createsuperuser
+
+clean:
+	rm -rf $(VENV) staticfiles db.sqlite3 .pytest_cache .ruff_cache

@@ -1,0 +1,61 @@
+"""`make run`: migrate, start an embedded Redis when REDIS_URL is unset, run daphne.
+
+    python -m bridge_project.serve [--port 8000] [--bind 127.0.0.1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+
+from bridge_project.embedded_redis import EmbeddedRedis
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", 8000)))
+    parser.add_argument("--bind", default=os.environ.get("BIND", "127.0.0.1"))
+    args = parser.parse_args(argv)
+
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "bridge_project.settings")
+    redis = None
+    if not os.environ.get("REDIS_URL"):
+        redis = EmbeddedRedis().start()
+        os.environ["REDIS_URL"] = redis.url
+        print(f"embedded redis-server at {redis.url} (set REDIS_URL to use your own)")
+    try:
+        manage = [sys.executable, "manage.py"]
+        subprocess.run([*manage, "migrate", "--noinput", "-v", "0"], check=True)
+        subprocess.run([*manage, "collectstatic", "--noinput", "-v", "0"], check=True)
+        return _run_daphne(args.bind, args.port)
+    finally:
+        if redis is not None:
+            redis.stop()
+
+
+def _run_daphne(bind: str, port: int) -> int:
+    from django.conf import settings
+
+    import django
+
+    django.setup()
+    command = [
+        sys.executable, "-m", "daphne",
+        "-b", bind, "-p", str(port),
+        "--websocket-max-message-size", str(settings.BRIDGE_MAX_FRAME_BYTES),
+        "bridge_project.asgi:application",
+    ]
+    print(f"Bridge on http://{bind}:{port}  (WebSocket ws://{bind}:{port}/ws?user_id=...)")
+    daphne = subprocess.Popen(command)
+    try:
+        return daphne.wait()
+    except KeyboardInterrupt:
+        daphne.send_signal(signal.SIGINT)
+        return daphne.wait()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

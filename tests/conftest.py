@@ -1,0 +1,69 @@
+"""Shared fixtures: a real redis-server for the whole session, real daphne on demand."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from channels.layers import channel_layers
+from django.test import override_settings
+
+from bridge_project.embedded_redis import EmbeddedRedis
+from bridge_project.layers import pubsub_layer
+from tests.support.daphne import DaphneProcess, migrate, server_env
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[EmbeddedRedis]:
+    server = EmbeddedRedis().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(autouse=True)
+def channel_layer_on_real_redis(redis_server: EmbeddedRedis) -> Iterator[None]:
+    """Every test's channel layer is the production one, on the suite's Redis."""
+    with override_settings(
+        REDIS_URL=redis_server.url, CHANNEL_LAYERS={"default": pubsub_layer(redis_server.url)}
+    ):
+        channel_layers.backends.clear()
+        yield
+    channel_layers.backends.clear()
+
+
+@pytest.fixture
+def redis_restartable(redis_server: EmbeddedRedis) -> Iterator[EmbeddedRedis]:
+    """The suite's Redis, running again (same port) after a test that stops it."""
+    yield redis_server
+    if redis_server.process is None:
+        redis_server.start()
+
+
+@pytest.fixture
+def daphne_factory(
+    redis_server: EmbeddedRedis, tmp_path: Path
+) -> Iterator[Callable[..., DaphneProcess]]:
+    """Start daphne processes sharing the suite's Redis and one SQLite file."""
+    started: list[DaphneProcess] = []
+    database_url = f"sqlite:///{tmp_path / 'bridge.sqlite3'}"
+    migrated = False
+
+    def start(**overrides: str) -> DaphneProcess:
+        nonlocal migrated
+        env = server_env(redis_server.url, database_url, **overrides)
+        if not migrated:
+            migrate(env)
+            migrated = True
+        process = DaphneProcess(env, tmp_path / f"daphne-{len(started)}.log")
+        started.append(process)
+        return process.start()
+
+    yield start
+    for process in started:
+        process.stop()
+
+
+@pytest.fixture
+def daphne(daphne_factory: Callable[..., DaphneProcess]) -> DaphneProcess:
+    return daphne_factory()
