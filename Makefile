@@ -25,7 +25,7 @@ test: install
 
 ## The database tests again, on PostgreSQL (DATABASE_URL must point at it).
 test-postgres: install
-	$(BIN)/python -m pytest -m django_db -p no:randomly
+	$(BIN)/python -m pytest -m django_db
 
 lint: install
 	$(BIN)/ruff check .
