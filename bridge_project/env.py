@@ -36,7 +36,9 @@ def env_bool(
         return True
     if lowered in _FALSE:
         return False
-    raise ImproperlyConfigured(f"{name} must be a boolean (1/0, true/false), got {value!r}")
+    raise ImproperlyConfigured(
+        f"{name} must be a boolean (1/0, true/false), got {value!r}"
+    )
 
 
 def env_int(
@@ -52,7 +54,9 @@ def env_int(
     try:
         number = int(value.strip())
     except ValueError:
-        raise ImproperlyConfigured(f"{name} must be an integer, got {value!r}") from None
+        raise ImproperlyConfigured(
+            f"{name} must be an integer, got {value!r}"
+        ) from None
     if number < minimum:
         raise ImproperlyConfigured(f"{name} must be at least {minimum}, got {number}")
     return number

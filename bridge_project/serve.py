@@ -1,6 +1,6 @@
 """`make run`: migrate, start an embedded Redis when REDIS_URL is unset, run daphne.
 
-    python -m bridge_project.serve [--port 8000] [--bind 127.0.0.1]
+python -m bridge_project.serve [--port 8000] [--bind 127.0.0.1]
 """
 
 from __future__ import annotations
@@ -37,18 +37,25 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run_daphne(bind: str, port: int) -> int:
-    from django.conf import settings
-
     import django
+    from django.conf import settings
 
     django.setup()
     command = [
-        sys.executable, "-m", "daphne",
-        "-b", bind, "-p", str(port),
-        "--websocket-max-message-size", str(settings.BRIDGE_MAX_FRAME_BYTES),
+        sys.executable,
+        "-m",
+        "daphne",
+        "-b",
+        bind,
+        "-p",
+        str(port),
+        "--websocket-max-message-size",
+        str(settings.BRIDGE_MAX_FRAME_BYTES),
         "bridge_project.asgi:application",
     ]
-    print(f"Bridge on http://{bind}:{port}  (WebSocket ws://{bind}:{port}/ws?user_id=...)")
+    print(
+        f"Bridge on http://{bind}:{port}  (WebSocket ws://{bind}:{port}/ws?user_id=...)"
+    )
     daphne = subprocess.Popen(command)
     try:
         return daphne.wait()

@@ -7,7 +7,7 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from bridge_project.layers import pubsub_layer
+from accounts.identifiers import USER_ID_RE
 from bridge_project.env import (
     env_bool,
     env_choice,
@@ -16,6 +16,7 @@ from bridge_project.env import (
     env_list,
     env_str,
 )
+from bridge_project.layers import pubsub_layer
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -141,6 +142,12 @@ BRIDGE_METRICS_ALLOWED_IPS = env_list(
 # How long a push waits on the channel layer before answering 503 (SPEC §6).
 BRIDGE_LAYER_TIMEOUT = env_float("BRIDGE_LAYER_TIMEOUT", 3.0, minimum=0.1)
 PUBLIC_ACCOUNTS = env_list("PUBLIC_ACCOUNTS", [])
+_bad_handles = [h for h in PUBLIC_ACCOUNTS if not USER_ID_RE.match(h)]
+if _bad_handles:
+    raise ImproperlyConfigured(
+        f"PUBLIC_ACCOUNTS has invalid handles {_bad_handles}: each must match "
+        "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+    )
 
 # Django refuses bodies over this before any parser runs; Bridge's own parser
 # turns the same limit into a JSON 413.

@@ -4,6 +4,7 @@ layer events out. Decisions live in handshake, frames, delivery and history."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import time
@@ -19,9 +20,12 @@ from django.conf import settings
 from django.db import DatabaseError
 from redis.exceptions import RedisError
 
-from messaging import frames, groups, history, metrics, presence
+from accounts.identifiers import is_user_id
+from messaging import delivery, frames, groups, history, metrics, presence
+from messaging.delivery import ClientMessage
 from messaging.frames import ClientFrame, FrameError
 from messaging.handshake import HandshakeRefused, parse_handshake
+from messaging.recipients import RoutingRefused
 
 logger = logging.getLogger(__name__)
 
@@ -53,10 +57,8 @@ class BridgeConsumer(AsyncWebsocketConsumer):
             sources.append(
                 functools.partial(self.channel_layer.receive, self.channel_name)
             )
-        try:
+        with contextlib.suppress(StopConsumer):
             await await_many_dispatch(sources, self.dispatch)
-        except StopConsumer:
-            pass
 
     async def dispatch(self, message):
         # Channels closes stale database connections through a thread hop before
@@ -72,6 +74,7 @@ class BridgeConsumer(AsyncWebsocketConsumer):
     async def connect(self) -> None:
         self.connection_id = uuid.uuid4().hex
         self.refusals: deque[float] = deque()
+        self.sent_messages: deque[float] = deque()
         try:
             handshake = parse_handshake(self.scope.get("query_string", b""))
             await self._join(handshake.user_id)
@@ -116,7 +119,9 @@ class BridgeConsumer(AsyncWebsocketConsumer):
             try:
                 await asyncio.wait_for(self._leave(), settings.BRIDGE_LAYER_TIMEOUT)
             except LAYER_ERRORS:
-                logger.info("could not leave groups of %s: layer unavailable", self.user_id)
+                logger.info(
+                    "could not leave groups of %s: layer unavailable", self.user_id
+                )
 
     async def _join(self, user_id: str) -> None:
         if self.layer_error is not None:
@@ -140,12 +145,16 @@ class BridgeConsumer(AsyncWebsocketConsumer):
         await self.channel_layer.group_discard(
             groups.user_group(self.user_id), self.channel_name
         )
-        await self.channel_layer.group_discard(groups.BROADCAST_GROUP, self.channel_name)
+        await self.channel_layer.group_discard(
+            groups.BROADCAST_GROUP, self.channel_name
+        )
 
     async def _refuse_handshake(self, refusal: HandshakeRefused) -> None:
         # Accept first so that browsers can read the close code (SPEC §2).
         await self.accept()
-        await self._close_with_error(refusal.close_code, refusal.error_code, refusal.message)
+        await self._close_with_error(
+            refusal.close_code, refusal.error_code, refusal.message
+        )
 
     async def _close_with_error(self, close_code: int, error_code: str, message: str):
         await self._send_frame(frames.error_frame(error_code, message))
@@ -181,7 +190,34 @@ class BridgeConsumer(AsyncWebsocketConsumer):
         await self.close(code=1000)
 
     async def on_message(self, frame: ClientFrame) -> None:
-        raise FrameError("no_recipient", "nobody receives client messages yet", frame.ref)
+        self._count_client_message(frame.ref)
+        if frame.to is not None and not is_user_id(frame.to):
+            raise FrameError("invalid_frame", "'to' must be a user id", frame.ref)
+        message = ClientMessage(
+            sender=self.user_id, text=frame.text, data=frame.data, to=frame.to
+        )
+        try:
+            receipt = await delivery.send_client_message(message)
+        except RoutingRefused as refused:
+            raise FrameError(refused.code, refused.message, frame.ref) from None
+        except (delivery.LayerUnavailable, DatabaseError):
+            raise FrameError("unavailable", "try again later", frame.ref) from None
+        await self._send_frame(
+            frames.ack_frame(
+                ref=frame.ref,
+                message_id=receipt.message_id,
+                recipients=[r.user_id for r in receipt.recipients],
+            )
+        )
+
+    def _count_client_message(self, ref: str | None) -> None:
+        """Sliding one-minute window of `message` frames (SPEC §2 rate_limited)."""
+        now = time.monotonic()
+        while self.sent_messages and now - self.sent_messages[0] > 60.0:
+            self.sent_messages.popleft()
+        if len(self.sent_messages) >= settings.BRIDGE_CLIENT_MESSAGES_PER_MINUTE:
+            raise FrameError("rate_limited", "too many messages; slow down", ref)
+        self.sent_messages.append(now)
 
     async def _refuse_frame(self, error: FrameError) -> None:
         metrics.frames_refused_total.labels(code=error.code).inc()

@@ -16,15 +16,22 @@ from dataclasses import dataclass
 from typing import Any
 
 from asgiref.sync import async_to_sync
+from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 from redis.exceptions import RedisError
 
+from accounts import selectors
+from accounts.mentions import mention_candidates
 from messaging import frames, groups, metrics, presence
 from messaging.models import InboxEntry, Message, UserSequence
-from messaging.recipients import Recipient, decide_recipients
+from messaging.recipients import (
+    Recipient,
+    client_message_recipients,
+    decide_recipients,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -78,6 +85,16 @@ class _Planned:
     seqs: dict[str, int]
 
 
+@dataclass(frozen=True)
+class ClientMessage:
+    """A `message` frame typed by a connected user (SPEC §2)."""
+
+    sender: str
+    text: str
+    data: dict[str, Any] | None
+    to: str | None
+
+
 def push_batch(requests: Sequence[PushRequest]) -> list[PushReceipt]:
     """Store every request in one transaction, then send them all; sync callers."""
     planned = [_plan(request) for request in requests]
@@ -95,6 +112,45 @@ def push_batch(requests: Sequence[PushRequest]) -> list[PushReceipt]:
 
 def push(request: PushRequest) -> PushReceipt:
     return push_batch([request])[0]
+
+
+async def send_client_message(message: ClientMessage) -> PushReceipt:
+    """Route, store and send a client's message; raises RoutingRefused or
+    LayerUnavailable. The sender gets no copy."""
+    plan, created_at = await database_sync_to_async(_plan_and_store_client_message)(
+        message
+    )
+    try:
+        await publish(_events(plan, created_at))
+    except LayerUnavailable:
+        await database_sync_to_async(_forget)([plan])
+        raise
+    metrics.messages_pushed_total.inc()
+    return _receipt(plan)
+
+
+def _plan_and_store_client_message(message: ClientMessage):
+    recipients = client_message_recipients(
+        sender=message.sender,
+        sender_is_public=selectors.canonical_handle(message.sender) is not None,
+        to=message.to,
+        to_public_handle=(
+            selectors.canonical_handle(message.to) if message.to is not None else None
+        ),
+        mentioned=selectors.resolve_mentions(mention_candidates(message.text)),
+    )
+    data: dict[str, Any] = {"text": message.text}
+    if message.data is not None:
+        data["data"] = message.data
+    request = PushRequest(
+        targets=tuple(r.user_id for r in recipients),
+        event="message",
+        data=data,
+        sender=message.sender,
+        text=message.text,
+    )
+    plan = _Planned(request, uuid.uuid4(), recipients, seqs={})
+    return plan, _store([plan])
 
 
 async def publish(outgoing: Sequence[_Outgoing]) -> None:
@@ -116,12 +172,17 @@ async def check_layer() -> None:
 
 
 def _plan(request: PushRequest) -> _Planned:
-    recipients = (
-        []
-        if request.broadcast
-        else decide_recipients(
-            targets=request.targets, mentioned=()
-        )
+    if request.broadcast:
+        return _Planned(request, uuid.uuid4(), [], seqs={})
+    # The selector answers from a per-process cache: at most one query per
+    # batch, however many messages mention someone.
+    mentioned = (
+        selectors.resolve_mentions(mention_candidates(request.text))
+        if request.text
+        else []
+    )
+    recipients = decide_recipients(
+        targets=request.targets, mentioned=mentioned, sender=request.sender
     )
     return _Planned(request, uuid.uuid4(), recipients, seqs={})
 

@@ -1,4 +1,4 @@
-"""The one HTTP error shape: {"error": code, "message": text, "detail": {...}} (SPEC §6)."""
+"""The one HTTP error shape: {"error", "message", "detail"} (SPEC §6)."""
 
 from __future__ import annotations
 
@@ -21,7 +21,9 @@ class PayloadTooLarge(exceptions.APIException):
 
 class ServiceUnavailable(exceptions.APIException):
     status_code = status.HTTP_503_SERVICE_UNAVAILABLE
-    default_detail = "A backing service is unavailable; nothing was accepted. Retry later."
+    default_detail = (
+        "A backing service is unavailable; nothing was accepted. Retry later."
+    )
     default_code = "unavailable"
 
 
@@ -66,7 +68,9 @@ def error_response_handler(exc: Exception, context: dict) -> Response | None:
     headers = {}
     if isinstance(exc, exceptions.Throttled) and exc.wait is not None:
         headers["Retry-After"] = str(max(1, int(exc.wait + 0.999)))
-    return Response(error_body(code, message, detail), status=exc.status_code, headers=headers)
+    return Response(
+        error_body(code, message, detail), status=exc.status_code, headers=headers
+    )
 
 
 def _validation_detail(detail: Any) -> Any:

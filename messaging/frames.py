@@ -33,7 +33,9 @@ def encode(frame: dict[str, Any]) -> str:
 def connected_frame(
     *, connection_id: str, user_id: str, heartbeat_interval: float, last_seq: int
 ) -> dict[str, Any]:
-    interval = int(heartbeat_interval) if heartbeat_interval >= 1 else heartbeat_interval
+    interval = (
+        int(heartbeat_interval) if heartbeat_interval >= 1 else heartbeat_interval
+    )
     return {
         "type": "connected",
         "connection_id": connection_id,
@@ -117,7 +119,9 @@ class ClientFrame:
 def parse_client_frame(text: str | None) -> ClientFrame:
     """Validate one incoming text frame; raises FrameError with SPEC's code."""
     if text is None:
-        raise FrameError("invalid_frame", "binary frames are not accepted; send JSON text")
+        raise FrameError(
+            "invalid_frame", "binary frames are not accepted; send JSON text"
+        )
     try:
         payload = json.loads(text)
     except (ValueError, RecursionError):
@@ -138,7 +142,9 @@ def parse_client_frame(text: str | None) -> ClientFrame:
     if frame_type == "ack":
         seq = payload.get("seq")
         if not _is_non_negative_int(seq):
-            raise FrameError("invalid_frame", "'seq' must be a non-negative integer", ref)
+            raise FrameError(
+                "invalid_frame", "'seq' must be a non-negative integer", ref
+            )
         return ClientFrame(type="ack", ref=ref, seq=seq)
     return ClientFrame(type=frame_type, ref=ref)
 
@@ -149,7 +155,10 @@ def _optional_ref(payload: dict[str, Any]) -> str | None:
         return None
     if not isinstance(ref, str) or len(ref) > MAX_REF_CHARS:
         # The ref cannot be echoed when it is itself the problem.
-        raise FrameError("invalid_frame", f"'ref' must be a string of at most {MAX_REF_CHARS} characters")
+        raise FrameError(
+            "invalid_frame",
+            f"'ref' must be a string of at most {MAX_REF_CHARS} characters",
+        )
     return ref
 
 
@@ -158,7 +167,9 @@ def _parse_message(payload: dict[str, Any], ref: str | None) -> ClientFrame:
     if not isinstance(text, str) or not text:
         raise FrameError("invalid_frame", "'text' must be a non-empty string", ref)
     if len(text) > MAX_TEXT_CHARS:
-        raise FrameError("too_large", f"'text' is over {MAX_TEXT_CHARS} characters", ref)
+        raise FrameError(
+            "too_large", f"'text' is over {MAX_TEXT_CHARS} characters", ref
+        )
     data = payload.get("data")
     if data is not None and not isinstance(data, dict):
         raise FrameError("invalid_frame", "'data' must be an object", ref)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import parse_qs
 
-from messaging.identifiers import is_user_id
+from accounts.identifiers import is_user_id
 
 MAX_LAST_SEQ = 2**63 - 1
 
@@ -32,7 +32,9 @@ def parse_handshake(query_string: bytes) -> Handshake:
     try:
         params = parse_qs(query_string.decode("utf-8", errors="strict"))
     except UnicodeDecodeError:
-        raise HandshakeRefused(4400, "bad_request", "the query string is not UTF-8") from None
+        raise HandshakeRefused(
+            4400, "bad_request", "the query string is not UTF-8"
+        ) from None
     user_id = _single(params, "user_id")
     if user_id is None or not is_user_id(user_id):
         raise HandshakeRefused(

@@ -5,7 +5,9 @@ from __future__ import annotations
 from prometheus_client import Counter, Gauge, Histogram
 
 connections_open = Gauge("bridge_connections_open", "WebSocket connections open now")
-connections_total = Counter("bridge_connections_total", "WebSocket connections accepted")
+connections_total = Counter(
+    "bridge_connections_total", "WebSocket connections accepted"
+)
 disconnects_total = Counter(
     "bridge_disconnects_total", "WebSocket connections closed, by close code", ["code"]
 )

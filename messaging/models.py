@@ -12,7 +12,8 @@ class Message(models.Model):
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     event = models.CharField(max_length=64)
-    sender = models.CharField(max_length=64, null=True, blank=True)
+    # NULL, not "", is the anonymous sender: the frame says `"from": null`.
+    sender = models.CharField(max_length=64, null=True, blank=True)  # noqa: DJ001
     data = models.JSONField(null=True)
     created_at = models.DateTimeField(db_index=True)
 

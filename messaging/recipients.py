@@ -1,6 +1,7 @@
 """The one place that decides who receives a message (SPEC §1, §2, §6).
 
-Both the HTTP push path and the WebSocket client path call `decide_recipients`.
+The HTTP push path calls `decide_recipients`; the WebSocket client path calls
+`client_message_recipients`, which adds SPEC §2's rules and then does the same.
 """
 
 from __future__ import annotations
@@ -20,22 +21,61 @@ class Recipient:
     mentions: tuple[str, ...] = ()
 
 
+class RoutingRefused(Exception):
+    """A client message nobody may receive; `code` is SPEC §2's error code."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
 def decide_recipients(
     *,
     targets: Iterable[str],
     mentioned: Iterable[str] = (),
-    exclude: str | None = None,
+    sender: str | None = None,
 ) -> list[Recipient]:
-    """Targets first, in request order, then mentioned accounts not already targeted.
+    """Targets first, in request order, then mentioned accounts not targeted.
 
-    A user both targeted and mentioned gets one (direct) copy. `exclude` (the
-    sender of a client message) never receives its own message.
+    A user both targeted and mentioned gets one (direct) copy. A mention never
+    routes a message back to its own sender; an explicit target is honoured.
     """
     chosen: dict[str, Recipient] = {}
     for user_id in targets:
-        if user_id != exclude and user_id not in chosen:
-            chosen[user_id] = Recipient(user_id=user_id, via=DIRECT)
+        chosen.setdefault(user_id, Recipient(user_id=user_id, via=DIRECT))
     for handle in mentioned:
-        if handle != exclude and handle not in chosen:
+        if handle != sender and handle not in chosen:
             chosen[handle] = Recipient(user_id=handle, via=MENTION, mentions=(handle,))
     return list(chosen.values())
+
+
+def client_message_recipients(
+    *,
+    sender: str,
+    sender_is_public: bool,
+    to: str | None,
+    to_public_handle: str | None,
+    mentioned: Iterable[str],
+) -> list[Recipient]:
+    """Who receives a `message` frame typed by `sender` (SPEC §2).
+
+    Mentioned public accounts, plus `to` when it is a public account; a public
+    account may address anyone with `to` (a bot replying). Raises RoutingRefused.
+    """
+    targets: list[str] = []
+    if to is not None and to != sender:
+        if to_public_handle is not None:
+            targets.append(to_public_handle)
+        elif sender_is_public:
+            targets.append(to)
+        else:
+            raise RoutingRefused(
+                "forbidden", "only public accounts may be addressed with 'to'"
+            )
+    recipients = decide_recipients(targets=targets, mentioned=mentioned, sender=sender)
+    if not recipients:
+        raise RoutingRefused(
+            "no_recipient", "the message mentions no active public account"
+        )
+    return recipients

@@ -9,8 +9,8 @@ from django.conf import settings
 from django.core.validators import RegexValidator
 from rest_framework import serializers
 
+from accounts.identifiers import EVENT_RE, USER_ID_RE
 from messaging.delivery import PushReceipt, PushRequest
-from messaging.identifiers import EVENT_RE, USER_ID_RE
 
 MAX_TARGETS = 1000
 
@@ -79,13 +79,18 @@ class PushSerializer(serializers.Serializer):
         unknown = sorted(set(data) - set(self.fields))
         if unknown:
             raise serializers.ValidationError(
-                {name: [serializers.ErrorDetail("Unknown field.", "unknown_field")] for name in unknown}
+                {
+                    name: [serializers.ErrorDetail("Unknown field.", "unknown_field")]
+                    for name in unknown
+                }
             )
         return super().to_internal_value(data)
 
     def validate_user_ids(self, value: list[str]) -> list[str]:
         if len(set(value)) != len(value):
-            raise serializers.ValidationError("User ids must be distinct.", code="duplicate")
+            raise serializers.ValidationError(
+                "User ids must be distinct.", code="duplicate"
+            )
         return value
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
@@ -94,26 +99,38 @@ class PushSerializer(serializers.Serializer):
             given.append("broadcast")
         if len(given) != 1:
             raise serializers.ValidationError(
-                {"non_field_errors": [serializers.ErrorDetail(
-                    "Give exactly one of user_id, user_ids or broadcast: true.",
-                    "target",
-                )]}
+                {
+                    "non_field_errors": [
+                        serializers.ErrorDetail(
+                            "Give exactly one of user_id, user_ids or broadcast: true.",
+                            "target",
+                        )
+                    ]
+                }
             )
         has_data = "data" in self.initial_data
         if has_data == ("message" in attrs):
             raise serializers.ValidationError(
-                {"non_field_errors": [serializers.ErrorDetail(
-                    "Give exactly one of data or message.", "payload"
-                )]}
+                {
+                    "non_field_errors": [
+                        serializers.ErrorDetail(
+                            "Give exactly one of data or message.", "payload"
+                        )
+                    ]
+                }
             )
         payload = attrs.get("data") if has_data else {"text": attrs["message"]}
         limit = settings.BRIDGE_MAX_MESSAGE_BYTES
         if _encoded_size(payload) > limit:
             field = "data" if has_data else "message"
             raise serializers.ValidationError(
-                {field: [serializers.ErrorDetail(
-                    f"Serialized, this is over {limit} bytes.", "too_large"
-                )]}
+                {
+                    field: [
+                        serializers.ErrorDetail(
+                            f"Serialized, this is over {limit} bytes.", "too_large"
+                        )
+                    ]
+                }
             )
         attrs["payload"] = payload
         return attrs
@@ -175,7 +192,10 @@ class BatchSerializer(serializers.Serializer):
         unknown = sorted(set(data) - set(self.fields))
         if unknown:
             raise serializers.ValidationError(
-                {name: [serializers.ErrorDetail("Unknown field.", "unknown_field")] for name in unknown}
+                {
+                    name: [serializers.ErrorDetail("Unknown field.", "unknown_field")]
+                    for name in unknown
+                }
             )
         return super().to_internal_value(data)
 

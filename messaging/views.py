@@ -46,7 +46,7 @@ class PushBatchView(APIView):
 
 
 def json_body(request: Request) -> Any:
-    """The parsed body; DRF reads a body without a Content-Type as empty, SPEC says 415."""
+    """The parsed body. DRF reads a body with no Content-Type as empty; SPEC: 415."""
     if request.content_type.split(";")[0].strip().lower() != "application/json":
         raise UnsupportedMediaType(request.content_type or "(none)")
     return request.data

@@ -1,4 +1,4 @@
-"""Syntax of user ids and event names (SPEC §1, §3)."""
+"""Syntax of user ids (public-account handles too) and event names (SPEC §1, §3)."""
 
 from __future__ import annotations
 

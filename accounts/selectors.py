@@ -1,0 +1,57 @@
+"""Reads of public accounts, cached briefly for the push hot path."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterable
+
+from accounts.models import PublicAccount
+
+# Other processes see an account change within this many seconds; the process
+# that made the change sees it at once (accounts.signals invalidates).
+CACHE_SECONDS = 5.0
+
+_lock = threading.Lock()
+_cached: tuple[float, dict[str, str]] | None = None
+
+
+def active_handles() -> dict[str, str]:
+    """Lower-cased handle -> canonical handle, for every active public account.
+
+    One query per CACHE_SECONDS per process, however many pushes there are.
+    """
+    global _cached
+    now = time.monotonic()
+    cached = _cached
+    if cached is not None and cached[0] > now:
+        return cached[1]
+    handles = PublicAccount.objects.filter(is_active=True).values_list(
+        "handle", flat=True
+    )
+    mapping = {handle.lower(): handle for handle in handles}
+    with _lock:
+        _cached = (now + CACHE_SECONDS, mapping)
+    return mapping
+
+
+def invalidate_cache() -> None:
+    global _cached
+    with _lock:
+        _cached = None
+
+
+def resolve_mentions(candidates: Iterable[str]) -> list[str]:
+    """The canonical handles of the active accounts among `candidates`, in order."""
+    active = active_handles()
+    resolved: list[str] = []
+    for candidate in candidates:
+        handle = active.get(candidate.lower())
+        if handle is not None and handle not in resolved:
+            resolved.append(handle)
+    return resolved
+
+
+def canonical_handle(user_id: str) -> str | None:
+    """The handle when `user_id` names an active public account, else None."""
+    return active_handles().get(user_id.lower())
