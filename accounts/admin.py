@@ -1,15 +1,17 @@
 from django.contrib import admin, messages
+from django.db import models
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html
 
-from accounts import services
-from accounts.models import PublicAccount
+from accounts import keys, services
+from accounts.models import ApiKey, PublicAccount
 
 
 @admin.register(PublicAccount)
 class PublicAccountAdmin(admin.ModelAdmin):
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
     list_display = ("handle", "display_name", "is_active", "created_at")
     list_filter = ("is_active",)
     search_fields = ("handle", "display_name")
@@ -54,4 +56,46 @@ class PublicAccountAdmin(admin.ModelAdmin):
         changed = services.public_accounts_set_active(accounts=queryset, active=False)
         self.message_user(
             request, f"{changed} account(s) deactivated.", messages.SUCCESS
+        )
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(admin.ModelAdmin):
+    list_display = (
+        "name",
+        "owner",
+        "prefix",
+        "permission_list",
+        "last_used_at",
+        "revoked_at",
+    )
+    list_filter = ("revoked_at", "can_ops", "can_broadcast")
+    search_fields = ("name", "prefix", "service", "account__handle")
+    readonly_fields = ("prefix", "created_at", "last_used_at", "revoked_at")
+    autocomplete_fields = ("account",)
+    actions = ("revoke",)
+
+    @admin.display(description="Permissions")
+    def permission_list(self, key: ApiKey) -> str:
+        return ", ".join(sorted(key.permissions)) or "-"
+
+    def save_model(self, request: HttpRequest, key: ApiKey, form, change: bool) -> None:
+        if change:
+            super().save_model(request, key, form, change)
+            return
+        raw = keys.api_key_mint(key)
+        super().save_model(request, key, form, change)
+        self.message_user(
+            request,
+            f"The new key is {raw} — copy it now: it is stored hashed and "
+            "will not be shown again.",
+            messages.WARNING,
+        )
+
+    @admin.action(description="Revoke selected keys")
+    def revoke(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
+        for key in queryset:
+            keys.api_key_revoke(key=key)
+        self.message_user(
+            request, f"{queryset.count()} key(s) revoked.", messages.SUCCESS
         )

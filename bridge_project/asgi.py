@@ -4,9 +4,13 @@ import os
 
 from django.core.asgi import get_asgi_application
 
+from bridge_project import daphne_compat
+
+daphne_compat.install()
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "bridge_project.settings")
 django_asgi_app = get_asgi_application()
 
+from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.conf import settings  # noqa: E402
 
@@ -17,5 +21,10 @@ from messaging.routing import websocket_urlpatterns  # noqa: E402
 public_accounts_ensure_at_startup(handles=settings.PUBLIC_ACCOUNTS)
 
 application = ProtocolTypeRouter(
-    {"http": django_asgi_app, "websocket": URLRouter(websocket_urlpatterns)}
+    {
+        "http": django_asgi_app,
+        # The session middleware lets a logged-in same-site browser connect as
+        # its user without a token (SPEC §4).
+        "websocket": AuthMiddlewareStack(URLRouter(websocket_urlpatterns)),
+    }
 )

@@ -7,6 +7,7 @@ can act on (SPEC §7).
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 
@@ -76,6 +77,8 @@ def env_float(
         number = float(value.strip())
     except ValueError:
         raise ImproperlyConfigured(f"{name} must be a number, got {value!r}") from None
+    if not math.isfinite(number):
+        raise ImproperlyConfigured(f"{name} must be a finite number, got {value!r}")
     if number < minimum:
         raise ImproperlyConfigured(f"{name} must be at least {minimum}, got {number}")
     return number
@@ -101,5 +104,20 @@ def env_choice(
     if value not in choices:
         raise ImproperlyConfigured(
             f"{name} must be one of {', '.join(choices)}, got {value!r}"
+        )
+    return value
+
+
+def env_rate(
+    name: str, default: str, environ: Mapping[str, str] | None = None
+) -> str | None:
+    """A DRF throttle rate such as "100/minute"; "none" means no limit."""
+    value = env_str(name, default, environ).strip()
+    if value.lower() == "none":
+        return None
+    count, _, period = value.partition("/")
+    if not count.isdigit() or period[:1] not in ("s", "m", "h", "d"):
+        raise ImproperlyConfigured(
+            f"{name} must look like 100/minute (or none), got {value!r}"
         )
     return value

@@ -23,6 +23,11 @@ _health_reply = inline_serializer(
 
 
 class HealthView(APIView):
+    # Load balancers ask without credentials, and must not be throttled.
+    authentication_classes = []
+    permission_classes = []
+    throttle_classes = []
+
     @extend_schema(responses={200: _health_reply, 503: _health_reply})
     def get(self, request: Request) -> Response:
         checks = {"database": _check_database(), "channel_layer": _check_layer()}

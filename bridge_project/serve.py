@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 
+from bridge_project.daphne_compat import websocket_max_message_size
 from bridge_project.embedded_redis import EmbeddedRedis
 
 
@@ -36,23 +37,23 @@ def main(argv: list[str] | None = None) -> int:
             redis.stop()
 
 
+def daphne_command(bind: str, port: int, max_frame_bytes: int) -> list[str]:
+    """The daphne command line Bridge runs with (tests and bench use it too)."""
+    ceiling = websocket_max_message_size(max_frame_bytes)
+    return [
+        sys.executable, "-m", "daphne",
+        "-b", bind, "-p", str(port),
+        "--websocket-max-message-size", str(ceiling),
+        "bridge_project.asgi:application",
+    ]  # fmt: skip
+
+
 def _run_daphne(bind: str, port: int) -> int:
     import django
     from django.conf import settings
 
     django.setup()
-    command = [
-        sys.executable,
-        "-m",
-        "daphne",
-        "-b",
-        bind,
-        "-p",
-        str(port),
-        "--websocket-max-message-size",
-        str(settings.BRIDGE_MAX_FRAME_BYTES),
-        "bridge_project.asgi:application",
-    ]
+    command = daphne_command(bind, port, settings.BRIDGE_MAX_FRAME_BYTES)
     print(
         f"Bridge on http://{bind}:{port}  (WebSocket ws://{bind}:{port}/ws?user_id=...)"
     )

@@ -14,11 +14,13 @@ from bridge_project.env import (
     env_float,
     env_int,
     env_list,
+    env_rate,
     env_str,
 )
 from bridge_project.layers import pubsub_layer
 
 BASE_DIR = Path(__file__).resolve().parent.parent
+
 
 DEBUG = env_bool("DEBUG", False)
 SECRET_KEY = env_str("SECRET_KEY", "")
@@ -111,15 +113,18 @@ WHITENOISE_USE_FINDERS = DEBUG
 
 REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
 
+BRIDGE_REDIS_MAX_CONNECTIONS = env_int("BRIDGE_REDIS_MAX_CONNECTIONS", 1000, minimum=10)
 CHANNEL_LAYERS = {
-    "default": pubsub_layer(
-        REDIS_URL,
-        max_connections=env_int("BRIDGE_REDIS_MAX_CONNECTIONS", 1000, minimum=10),
-    )
+    "default": pubsub_layer(REDIS_URL, max_connections=BRIDGE_REDIS_MAX_CONNECTIONS)
 }
 
 # --- Bridge (SPEC §7) -------------------------------------------------------
-BRIDGE_AUTH_MODE = env_choice("BRIDGE_AUTH_MODE", "open", ("open", "token"))
+BRIDGE_AUTH_MODE = env_choice("BRIDGE_AUTH_MODE", "token", ("open", "token"))
+if BRIDGE_AUTH_MODE == "open" and not DEBUG:
+    raise ImproperlyConfigured(
+        "BRIDGE_AUTH_MODE=open trusts any user_id and needs no API key; it is for "
+        "local development only and refuses to start unless DEBUG is true"
+    )
 BRIDGE_ALLOWED_ORIGINS = env_list("BRIDGE_ALLOWED_ORIGINS", [])
 BRIDGE_TOKEN_TTL = env_int("BRIDGE_TOKEN_TTL", 3600, minimum=1)
 BRIDGE_MAX_CONNECTIONS_PER_USER = env_int(
@@ -153,11 +158,40 @@ if _bad_handles:
 # turns the same limit into a JSON 413.
 DATA_UPLOAD_MAX_MEMORY_SIZE = BRIDGE_MAX_BODY_BYTES
 
+# Throttle rates: "N/second|minute|hour|day", or "none" for no limit.
+BRIDGE_THROTTLE_API_KEY_RATE = env_rate("BRIDGE_THROTTLE_API_KEY_RATE", "60000/minute")
+BRIDGE_THROTTLE_ADDRESS_RATE = env_rate("BRIDGE_THROTTLE_ADDRESS_RATE", "6000/minute")
+# How many reverse proxies stand in front of Bridge; X-Forwarded-For is read
+# only that deep, so a client cannot forge its address for throttling.
+BRIDGE_NUM_PROXIES = env_int("BRIDGE_NUM_PROXIES", 0)
+
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": REDIS_URL,
+        "KEY_PREFIX": "bridge",
+        "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
+    }
+}
+
 REST_FRAMEWORK = {
     "DEFAULT_PARSER_CLASSES": ["messaging.parsers.StrictJSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_AUTHENTICATION_CLASSES": [],
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "accounts.authentication.OpenModeAuthentication",
+        "accounts.authentication.ApiKeyAuthentication",
+        "accounts.authentication.SessionAuthentication",
+    ],
     "DEFAULT_PERMISSION_CLASSES": [],
+    "DEFAULT_THROTTLE_CLASSES": [
+        "accounts.throttling.ApiKeyRateThrottle",
+        "accounts.throttling.AddressRateThrottle",
+    ],
+    "DEFAULT_THROTTLE_RATES": {
+        "api_key": BRIDGE_THROTTLE_API_KEY_RATE,
+        "address": BRIDGE_THROTTLE_ADDRESS_RATE,
+    },
+    "NUM_PROXIES": BRIDGE_NUM_PROXIES,
     "UNAUTHENTICATED_USER": None,
     "EXCEPTION_HANDLER": "messaging.exceptions.error_response_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",

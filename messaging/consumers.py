@@ -21,10 +21,19 @@ from django.db import DatabaseError
 from redis.exceptions import RedisError
 
 from accounts.identifiers import is_user_id
-from messaging import delivery, frames, groups, history, metrics, presence
+from messaging import (
+    delivery,
+    frames,
+    groups,
+    history,
+    layer_health,
+    metrics,
+    presence,
+)
 from messaging.delivery import ClientMessage
 from messaging.frames import ClientFrame, FrameError
-from messaging.handshake import HandshakeRefused, parse_handshake
+from messaging.handshake import HandshakeRefused, authenticate, parse_handshake
+from messaging.heartbeat import INSTANCE_NAME, heartbeat_for_loop
 from messaging.recipients import RoutingRefused
 
 logger = logging.getLogger(__name__)
@@ -34,9 +43,15 @@ REFUSAL_WINDOW_SECONDS = 60.0
 LAYER_ERRORS = (RedisError, OSError, TimeoutError)
 
 
+def _unavailable() -> HandshakeRefused:
+    return HandshakeRefused(1013, "unavailable", "try again later")
+
+
 class BridgeConsumer(AsyncWebsocketConsumer):
     user_id: str | None = None
     close_code: int | None = None
+    registered = False
+    joined = False
 
     async def __call__(self, scope, receive, send):
         # Channels' AsyncConsumer.__call__, except that creating the layer channel
@@ -46,6 +61,7 @@ class BridgeConsumer(AsyncWebsocketConsumer):
         self.base_send = send
         self.channel_layer = get_channel_layer(self.channel_layer_alias)
         self.layer_error: Exception | None = None
+        layer_health.ensure_watching()
         sources = [receive]
         try:
             self.channel_name = await asyncio.wait_for(
@@ -75,83 +91,116 @@ class BridgeConsumer(AsyncWebsocketConsumer):
         self.connection_id = uuid.uuid4().hex
         self.refusals: deque[float] = deque()
         self.sent_messages: deque[float] = deque()
+        self.last_frame_at = time.monotonic()
+        # Live events, resume and heartbeat catch-up all move the cursor.
+        self.stream_lock = asyncio.Lock()
+        self.subprotocol = None
         try:
-            handshake = parse_handshake(self.scope.get("query_string", b""))
-            await self._join(handshake.user_id)
+            handshake = parse_handshake(self.scope)
+            self.subprotocol = handshake.subprotocol
+            user_id = await authenticate(handshake, self.scope)
+            if self.layer_error is not None:
+                raise _unavailable()
+            await self._register(user_id)
+            await self._join(user_id)
+            newest = await self._newest_seq(user_id)
         except HandshakeRefused as refusal:
             await self._refuse_handshake(refusal)
             return
-        try:
-            newest = await database_sync_to_async(history.last_seq)(handshake.user_id)
-        except DatabaseError:
-            logger.exception("database unavailable during handshake")
-            await self._refuse_handshake(
-                HandshakeRefused(1013, "unavailable", "try again later")
-            )
-            return
-        self.user_id = handshake.user_id
-        await self.accept()
-        presence.connection_opened(self.user_id)
-        metrics.connections_open.inc()
-        metrics.connections_total.inc()
-        await self._send_frame(
-            frames.connected_frame(
-                connection_id=self.connection_id,
-                user_id=self.user_id,
-                heartbeat_interval=settings.BRIDGE_HEARTBEAT_INTERVAL,
-                last_seq=newest,
-            )
+        self.user_id = user_id
+        # Joined before reading `newest`: anything stored later is sent after our
+        # subscription exists, so live delivery has no hole at the start. The lock
+        # keeps the heartbeat's catch-up out until the resume is done.
+        self.cursor = (
+            newest if handshake.last_seq is None else min(handshake.last_seq, newest)
         )
-        # Joined before reading `newest`: anything stored later is sent after
-        # our subscription exists, so live delivery has no hole at the start.
-        self.cursor = newest
-        if handshake.last_seq is not None and handshake.last_seq < newest:
-            await self._resume(handshake.last_seq, newest)
+        async with self.stream_lock:
+            await self.accept(subprotocol=self.subprotocol)
+            heartbeat_for_loop().add(self)
+            metrics.connections_open.inc()
+            metrics.connections_total.inc()
+            await self._send_frame(
+                frames.connected_frame(
+                    connection_id=self.connection_id,
+                    user_id=user_id,
+                    heartbeat_interval=settings.BRIDGE_HEARTBEAT_INTERVAL,
+                    last_seq=newest,
+                )
+            )
+            if self.cursor < newest:
+                await self._send_stored(upto_seq=newest, announce_truncation=True)
 
     async def disconnect(self, code: int) -> None:
-        # Runs for refused handshakes too, before anything was joined.
-        if self.user_id is None:
-            return
-        presence.connection_closed(self.user_id)
-        metrics.connections_open.dec()
-        metrics.disconnects_total.labels(code=str(self.close_code or code)).inc()
-        if self.layer_error is None:
-            try:
-                await asyncio.wait_for(self._leave(), settings.BRIDGE_LAYER_TIMEOUT)
-            except LAYER_ERRORS:
-                logger.info(
-                    "could not leave groups of %s: layer unavailable", self.user_id
-                )
-
-    async def _join(self, user_id: str) -> None:
-        if self.layer_error is not None:
-            raise HandshakeRefused(1013, "unavailable", "try again later")
+        # Runs for refused handshakes too: undo exactly what connect() did.
+        heartbeat_for_loop().discard(self)
+        if self.user_id is not None:
+            metrics.connections_open.dec()
+            metrics.disconnects_total.labels(code=str(self.close_code or code)).inc()
         try:
             await asyncio.wait_for(
-                asyncio.gather(
-                    self.channel_layer.group_add(
-                        groups.user_group(user_id), self.channel_name
-                    ),
-                    self.channel_layer.group_add(
-                        groups.BROADCAST_GROUP, self.channel_name
-                    ),
+                self._undo_registration(), settings.BRIDGE_LAYER_TIMEOUT
+            )
+        except LAYER_ERRORS:
+            logger.info(
+                "could not unregister %s: Redis unavailable", self.connection_id
+            )
+
+    async def _register(self, user_id: str) -> None:
+        self.connection = presence.ConnectionInfo(
+            connection_id=self.connection_id,
+            user_id=user_id,
+            instance=INSTANCE_NAME,
+            connected_at=frames.now_text(),
+            last_seen=frames.now_text(),
+            remote_addr=(self.scope.get("client") or ["", 0])[0] or "",
+            user_agent=_header(self.scope, b"user-agent")[:256],
+        )
+        try:
+            admitted = await asyncio.wait_for(
+                presence.register(
+                    self.connection, limit=settings.BRIDGE_MAX_CONNECTIONS_PER_USER
                 ),
                 settings.BRIDGE_LAYER_TIMEOUT,
             )
         except LAYER_ERRORS:
-            raise HandshakeRefused(1013, "unavailable", "try again later") from None
+            raise _unavailable() from None
+        if not admitted:
+            limit = settings.BRIDGE_MAX_CONNECTIONS_PER_USER
+            raise HandshakeRefused(
+                4429, "too_many_connections", f"at most {limit} connections per user"
+            )
+        self.registered = True
 
-    async def _leave(self) -> None:
-        await self.channel_layer.group_discard(
-            groups.user_group(self.user_id), self.channel_name
-        )
-        await self.channel_layer.group_discard(
-            groups.BROADCAST_GROUP, self.channel_name
-        )
+    async def _join(self, user_id: str) -> None:
+        self.joined_groups = [groups.user_group(user_id), groups.BROADCAST_GROUP]
+        try:
+            await asyncio.wait_for(self._add_to_groups(), settings.BRIDGE_LAYER_TIMEOUT)
+        except LAYER_ERRORS:
+            raise _unavailable() from None
+        finally:
+            self.joined = True  # even half-joined groups must be left
+
+    async def _add_to_groups(self) -> None:
+        for group in self.joined_groups:
+            await self.channel_layer.group_add(group, self.channel_name)
+
+    async def _newest_seq(self, user_id: str) -> int:
+        try:
+            return await database_sync_to_async(history.last_seq)(user_id)
+        except DatabaseError:
+            logger.exception("database unavailable during handshake")
+            raise _unavailable() from None
+
+    async def _undo_registration(self) -> None:
+        if self.joined:
+            for group in self.joined_groups:
+                await self.channel_layer.group_discard(group, self.channel_name)
+        if self.registered:
+            await presence.unregister(self.connection)
 
     async def _refuse_handshake(self, refusal: HandshakeRefused) -> None:
         # Accept first so that browsers can read the close code (SPEC §2).
-        await self.accept()
+        await self.accept(subprotocol=self.subprotocol)
         await self._close_with_error(
             refusal.close_code, refusal.error_code, refusal.message
         )
@@ -161,11 +210,29 @@ class BridgeConsumer(AsyncWebsocketConsumer):
         self.close_code = close_code
         await self.close(code=close_code)
 
+    # --- heartbeat (called by messaging.heartbeat) -------------------------------
+
+    async def heartbeat(self, latest_seq: int) -> None:
+        """Ping, re-join groups, and catch up on anything the live path missed."""
+        with contextlib.suppress(*LAYER_ERRORS):
+            await asyncio.wait_for(self._add_to_groups(), settings.BRIDGE_LAYER_TIMEOUT)
+        await self._send_frame(frames.ping_frame())
+        if latest_seq > self.cursor:
+            async with self.stream_lock:
+                recovered = await self._send_stored(upto_seq=latest_seq)
+            metrics.messages_recovered_total.inc(recovered)
+
+    async def heartbeat_timed_out(self) -> None:
+        await self._close_with_error(
+            4408, "heartbeat_timeout", "no frame received within the heartbeat timeout"
+        )
+
     # --- frames from the client --------------------------------------------------
 
     async def receive(self, text_data=None, bytes_data=None) -> None:
         if self.user_id is None:
             return
+        self.last_frame_at = time.monotonic()
         if _too_large(text_data, bytes_data):
             self.close_code = 1009
             await self.close(code=1009)
@@ -183,7 +250,7 @@ class BridgeConsumer(AsyncWebsocketConsumer):
         """Any frame proves liveness; a pong needs no reply."""
 
     async def on_ack(self, frame: ClientFrame) -> None:
-        self.acked_seq = frame.seq
+        self.connection.acked_seq = frame.seq
 
     async def on_disconnect(self, frame: ClientFrame) -> None:
         self.close_code = 1000
@@ -235,21 +302,26 @@ class BridgeConsumer(AsyncWebsocketConsumer):
     async def bridge_deliver(self, event: dict) -> None:
         """A message for this connection's user (or everyone); sent in seq order."""
         seq = event["seq"]
-        if seq is not None:
+        if seq is None:
+            await self.send(text_data=event["frame"])
+            metrics.messages_delivered_total.inc()
+            return
+        async with self.stream_lock:
             if seq <= self.cursor:
                 return  # already sent, from the store or an earlier event
             if seq > self.cursor + 1:
                 # An earlier message's event is late or lost: the store has it.
                 recovered = await self._send_stored(upto_seq=seq - 1)
                 metrics.messages_recovered_total.inc(recovered)
-        await self.send(text_data=event["frame"])
-        metrics.messages_delivered_total.inc()
-        if seq is not None:
+            await self.send(text_data=event["frame"])
+            metrics.messages_delivered_total.inc()
             self.cursor = seq
 
-    async def _resume(self, after_seq: int, newest: int) -> None:
-        self.cursor = after_seq
-        await self._send_stored(upto_seq=newest, announce_truncation=True)
+    async def bridge_disconnect(self, event: dict) -> None:
+        """An operator closed this user's connections (SPEC §6)."""
+        await self._close_with_error(
+            4000, "disconnected", "disconnected by an operator"
+        )
 
     async def _send_stored(self, *, upto_seq: int, announce_truncation=False) -> int:
         """Send stored messages after the cursor up to `upto_seq`, page by page."""
@@ -270,13 +342,20 @@ class BridgeConsumer(AsyncWebsocketConsumer):
             sent += len(page)
             if len(page) < history.PAGE_SIZE:
                 break
-        # Seqs given up by a push that answered 503 leave holes; step over them.
+        # A seq missing from the store (purged by retention) is stepped over.
         self.cursor = max(self.cursor, upto_seq)
         metrics.messages_delivered_total.inc(sent)
         return sent
 
     async def _send_frame(self, frame: dict) -> None:
         await self.send(text_data=frames.encode(frame))
+
+
+class UnknownPathConsumer(AsyncWebsocketConsumer):
+    """Any other WebSocket path: refuse the handshake instead of raising."""
+
+    async def connect(self) -> None:
+        await self.close()
 
 
 def _too_large(text_data: str | None, bytes_data: bytes | None) -> bool:
@@ -288,8 +367,8 @@ def _too_large(text_data: str | None, bytes_data: bytes | None) -> bool:
     return len(text_data) > limit or len(text_data.encode("utf-8")) > limit
 
 
-class UnknownPathConsumer(AsyncWebsocketConsumer):
-    """Any other WebSocket path: refuse the handshake instead of raising."""
-
-    async def connect(self) -> None:
-        await self.close()
+def _header(scope: dict, name: bytes) -> str:
+    for key, value in scope.get("headers", []):
+        if key.lower() == name:
+            return value.decode("latin-1")
+    return ""

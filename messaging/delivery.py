@@ -25,7 +25,7 @@ from redis.exceptions import RedisError
 
 from accounts import selectors
 from accounts.mentions import mention_candidates
-from messaging import frames, groups, metrics, presence
+from messaging import frames, groups, layer_health, metrics, presence
 from messaging.models import InboxEntry, Message, UserSequence
 from messaging.recipients import (
     Recipient,
@@ -96,18 +96,18 @@ class ClientMessage:
 
 
 def push_batch(requests: Sequence[PushRequest]) -> list[PushReceipt]:
-    """Store every request in one transaction, then send them all; sync callers."""
+    """Store every request in one transaction, then send them all; sync callers.
+
+    Raises LayerUnavailable (nothing stored) when the layer is known to be down."""
     planned = [_plan(request) for request in requests]
+    if layer_health.circuit.is_open or not layer_health.is_watched():
+        async_to_sync(check_layer)()
     created_at = _store(planned)
     outgoing = [item for plan in planned for item in _events(plan, created_at)]
-    try:
-        async_to_sync(publish)(outgoing)
-    except LayerUnavailable:
-        _forget(planned)
-        raise
+    audience = async_to_sync(_publish_after_commit)(outgoing, planned)
     metrics.messages_pushed_total.inc(len(planned))
     metrics.batch_size.observe(len(planned))
-    return [_receipt(plan) for plan in planned]
+    return [_receipt(plan, audience) for plan in planned]
 
 
 def push(request: PushRequest) -> PushReceipt:
@@ -117,16 +117,14 @@ def push(request: PushRequest) -> PushReceipt:
 async def send_client_message(message: ClientMessage) -> PushReceipt:
     """Route, store and send a client's message; raises RoutingRefused or
     LayerUnavailable. The sender gets no copy."""
+    if layer_health.circuit.is_open or not layer_health.is_watched():
+        await check_layer()
     plan, created_at = await database_sync_to_async(_plan_and_store_client_message)(
         message
     )
-    try:
-        await publish(_events(plan, created_at))
-    except LayerUnavailable:
-        await database_sync_to_async(_forget)([plan])
-        raise
+    audience = await _publish_after_commit(_events(plan, created_at), [plan])
     metrics.messages_pushed_total.inc()
-    return _receipt(plan)
+    return _receipt(plan, audience)
 
 
 def _plan_and_store_client_message(message: ClientMessage):
@@ -155,6 +153,7 @@ def _plan_and_store_client_message(message: ClientMessage):
 
 async def publish(outgoing: Sequence[_Outgoing]) -> None:
     """Send layer events concurrently; raise LayerUnavailable past the deadline."""
+    layer_health.ensure_watching()
     layer = get_channel_layer()
     sends = [layer.group_send(item.group, item.event) for item in outgoing]
     try:
@@ -162,8 +161,63 @@ async def publish(outgoing: Sequence[_Outgoing]) -> None:
             asyncio.gather(*sends), timeout=settings.BRIDGE_LAYER_TIMEOUT
         )
     except (RedisError, OSError, TimeoutError) as exc:
+        layer_health.circuit.trip()
         logger.warning("channel layer unavailable: %s", type(exc).__name__)
         raise LayerUnavailable(str(exc) or type(exc).__name__) from exc
+    layer_health.circuit.close()
+
+
+@dataclass(frozen=True)
+class _Audience:
+    """Who was connected when the events went out: presence, cluster-wide."""
+
+    connections: dict[str, int]
+    online_users: int = 0
+
+
+async def _publish_and_count(
+    outgoing: Sequence[_Outgoing], planned: Sequence[_Planned]
+) -> _Audience:
+    """Publish, and meanwhile count the recipients' connections (one round trip).
+
+    Counting is informational: if only it fails, the push still succeeded."""
+    users = [r.user_id for plan in planned for r in plan.recipients]
+    wants_online = any(plan.request.broadcast for plan in planned)
+    counting = asyncio.ensure_future(_count(users, wants_online))
+    try:
+        await publish(outgoing)
+    except LayerUnavailable:
+        counting.cancel()
+        raise
+    return await counting
+
+
+async def _publish_after_commit(
+    outgoing: Sequence[_Outgoing], planned: Sequence[_Planned]
+) -> _Audience:
+    """Publish after commit. Stored messages survive a failed publish (they are
+    delivered by catch-up), so only a push with nothing stored is refused."""
+    try:
+        return await _publish_and_count(outgoing, planned)
+    except LayerUnavailable:
+        if not any(plan.seqs for plan in planned):
+            raise
+        logger.warning(
+            "publish failed after commit; %d stored message(s) go out on catch-up",
+            sum(1 for plan in planned if plan.seqs),
+        )
+        return _Audience(connections={})
+
+
+async def _count(users: list[str], wants_online: bool) -> _Audience:
+    try:
+        async with asyncio.timeout(settings.BRIDGE_LAYER_TIMEOUT):
+            counts = await presence.connection_counts(users)
+            online = await presence.online_user_count() if wants_online else 0
+    except (RedisError, OSError, TimeoutError) as exc:
+        logger.warning("presence unavailable for a push reply: %s", type(exc).__name__)
+        return _Audience(connections={})
+    return _Audience(connections=counts, online_users=online)
 
 
 async def check_layer() -> None:
@@ -283,23 +337,14 @@ def _deliver_event(frame_text: str, seq: int | None) -> dict[str, Any]:
     return {"type": groups.DELIVER_EVENT, "seq": seq, "frame": frame_text}
 
 
-def _forget(planned: list[_Planned]) -> None:
-    """Undo a store whose events could not be sent: a 503 means nothing happened.
-
-    The seqs stay used; clients skip the hole (docs/delivery.md)."""
-    ids = [plan.message_id for plan in planned if plan.seqs]
-    if ids:
-        Message.objects.filter(id__in=ids).delete()
-
-
-def _receipt(plan: _Planned) -> PushReceipt:
+def _receipt(plan: _Planned, audience: _Audience) -> PushReceipt:
     if plan.request.broadcast:
         return PushReceipt(
             message_id=str(plan.message_id),
             broadcast=True,
-            online_users=presence.online_user_count(),
+            online_users=audience.online_users,
         )
-    counts = presence.connection_counts(r.user_id for r in plan.recipients)
+    counts = audience.connections
     return PushReceipt(
         message_id=str(plan.message_id),
         recipients=tuple(
@@ -307,8 +352,8 @@ def _receipt(plan: _Planned) -> PushReceipt:
                 user_id=r.user_id,
                 seq=plan.seqs.get(r.user_id),
                 via=r.via,
-                online=counts[r.user_id] > 0,
-                connections=counts[r.user_id],
+                online=counts.get(r.user_id, 0) > 0,
+                connections=counts.get(r.user_id, 0),
             )
             for r in plan.recipients
         ),

@@ -63,6 +63,9 @@ def error_response_handler(exc: Exception, context: dict) -> Response | None:
     code = next((c for cls, c in _CODES if isinstance(exc, cls)), "error")
     if isinstance(exc, exceptions.ValidationError):
         message, detail = _MESSAGES["invalid"], _validation_detail(exc.detail)
+    elif isinstance(exc, exceptions.ParseError):
+        message = str(exc.detail)
+        detail = {"body": [{"code": "parse_error", "message": message}]}
     else:
         message, detail = str(exc.detail), {}
     headers = {}

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from bridge_project import strict_json
+
 MAX_TEXT_CHARS = 4096
 MAX_REF_CHARS = 64
 CLIENT_FRAME_TYPES = ("ping", "pong", "message", "ack", "disconnect")
@@ -123,9 +125,8 @@ def parse_client_frame(text: str | None) -> ClientFrame:
             "invalid_frame", "binary frames are not accepted; send JSON text"
         )
     try:
-        payload = json.loads(text)
-    except (ValueError, RecursionError):
-        # RecursionError: '[' * 100000 is valid-looking input that must not crash us.
+        payload = strict_json.loads(text)
+    except ValueError:
         raise FrameError("invalid_json", "the frame is not valid JSON") from None
     if not isinstance(payload, dict):
         raise FrameError("invalid_frame", "a frame must be a JSON object")

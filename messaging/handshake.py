@@ -1,13 +1,23 @@
-"""What a WebSocket handshake asks for, checked in SPEC §2's order."""
+"""What a WebSocket handshake asks for, checked in SPEC §2's order:
+syntax (4400), authentication (4401), identity and Origin (4403). The
+connection limit (4429) is checked by the consumer against the registry."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from urllib.parse import parse_qs
 
+from channels.db import database_sync_to_async
+from django.conf import settings
+
 from accounts.identifiers import is_user_id
+from accounts.keys import api_key_authenticate, looks_like_api_key
+from accounts.tokens import InvalidToken, token_user_id
+from messaging.origins import origin_allowed
 
 MAX_LAST_SEQ = 2**63 - 1
+SUBPROTOCOL = "bridge.v1"
+_TOKEN_PROTOCOL_PREFIX = "token."
 
 
 class HandshakeRefused(Exception):
@@ -20,29 +30,123 @@ class HandshakeRefused(Exception):
         self.message = message
 
 
+def _bad_request(message: str) -> HandshakeRefused:
+    return HandshakeRefused(4400, "bad_request", message)
+
+
+def _unauthenticated(message: str) -> HandshakeRefused:
+    return HandshakeRefused(4401, "unauthenticated", message)
+
+
+def _forbidden(message: str) -> HandshakeRefused:
+    return HandshakeRefused(4403, "forbidden", message)
+
+
 @dataclass(frozen=True)
 class Handshake:
-    user_id: str
+    user_id: str | None
     # None: live messages only; N: first replay every kept message with seq > N.
     last_seq: int | None
+    token: str | None
+    # "bridge.v1" when the client offered it; never the token item.
+    subprotocol: str | None
+    origin: str | None
+    host: str
+    scheme: str
 
 
-def parse_handshake(query_string: bytes) -> Handshake:
-    """Check the query's syntax (4400); authentication comes after this."""
+def parse_handshake(scope: dict) -> Handshake:
+    """Check the request's syntax; raises HandshakeRefused(4400)."""
     try:
-        params = parse_qs(query_string.decode("utf-8", errors="strict"))
+        params = parse_qs(scope.get("query_string", b"").decode("utf-8", "strict"))
     except UnicodeDecodeError:
-        raise HandshakeRefused(
-            4400, "bad_request", "the query string is not UTF-8"
-        ) from None
+        raise _bad_request("the query string is not UTF-8") from None
     user_id = _single(params, "user_id")
-    if user_id is None or not is_user_id(user_id):
-        raise HandshakeRefused(
-            4400,
-            "bad_request",
-            "user_id must match ^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
-        )
-    return Handshake(user_id=user_id, last_seq=_last_seq(params))
+    if user_id is not None and not is_user_id(user_id):
+        raise _bad_request("user_id must match ^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+    if user_id is None and settings.BRIDGE_AUTH_MODE == "open":
+        raise _bad_request("user_id is required")
+    headers = _headers(scope)
+    offered = [p.strip() for p in scope.get("subprotocols") or []]
+    return Handshake(
+        user_id=user_id,
+        last_seq=_last_seq(params),
+        token=_token(params, headers, offered),
+        subprotocol=SUBPROTOCOL if SUBPROTOCOL in offered else None,
+        origin=headers.get("origin"),
+        host=headers.get("host", ""),
+        scheme=scope.get("scheme", "ws"),
+    )
+
+
+async def authenticate(handshake: Handshake, scope: dict) -> str:
+    """The user id this connection is for; raises HandshakeRefused (4401, 4403)."""
+    if settings.BRIDGE_AUTH_MODE == "open":
+        user_id = handshake.user_id
+    elif handshake.token is not None:
+        user_id = await _token_owner(handshake.token)
+    else:
+        user_id = await _session_user_id(scope)
+    if handshake.user_id is not None and handshake.user_id != user_id:
+        raise _forbidden("the token is for another user")
+    if not origin_allowed(
+        handshake.origin, scope_scheme=handshake.scheme, host_header=handshake.host
+    ):
+        raise _forbidden("this Origin may not connect")
+    return user_id
+
+
+async def _token_owner(token: str) -> str:
+    if looks_like_api_key(token):
+        handle = await _api_key_account(token)
+        if handle is None:
+            raise _unauthenticated("invalid or revoked API key")
+        return handle
+    try:
+        return token_user_id(token)
+    except InvalidToken as exc:
+        raise _unauthenticated(str(exc)) from None
+
+
+@database_sync_to_async
+def _api_key_account(raw: str) -> str | None:
+    """A public account may connect with one of its API keys as its token."""
+    key = api_key_authenticate(raw)
+    return key.account.handle if key is not None and key.account_id else None
+
+
+@database_sync_to_async
+def _session_user_id(scope: dict) -> str:
+    user = scope.get("user")
+    if user is None or not user.is_authenticated:
+        raise _unauthenticated("a token is required")
+    username = user.get_username()
+    if not is_user_id(username):
+        raise _forbidden("this account's username is not a valid user id")
+    return username
+
+
+def _headers(scope: dict) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    for name, value in scope.get("headers", []):
+        headers[name.decode("latin-1").lower()] = value.decode("latin-1")
+    return headers
+
+
+def _token(
+    params: dict[str, list[str]], headers: dict[str, str], offered: list[str]
+) -> str | None:
+    query_token = _single(params, "token")
+    if query_token:
+        return query_token
+    authorization = headers.get("authorization", "")
+    scheme, _, credentials = authorization.partition(" ")
+    if scheme.lower() == "bearer" and credentials.strip():
+        return credentials.strip()
+    for protocol in offered:
+        if protocol.startswith(_TOKEN_PROTOCOL_PREFIX):
+            return protocol[len(_TOKEN_PROTOCOL_PREFIX) :]
+    return None
 
 
 def _single(params: dict[str, list[str]], name: str) -> str | None:
@@ -50,7 +154,7 @@ def _single(params: dict[str, list[str]], name: str) -> str | None:
     if not values:
         return None
     if len(values) > 1:
-        raise HandshakeRefused(4400, "bad_request", f"{name} is given more than once")
+        raise _bad_request(f"{name} is given more than once")
     return values[0]
 
 
@@ -59,7 +163,5 @@ def _last_seq(params: dict[str, list[str]]) -> int | None:
     if raw is None:
         return None
     if not raw.isascii() or not raw.isdigit() or int(raw) > MAX_LAST_SEQ:
-        raise HandshakeRefused(
-            4400, "bad_request", "last_seq must be a non-negative integer"
-        )
+        raise _bad_request("last_seq must be a non-negative integer")
     return int(raw)

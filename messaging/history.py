@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from django.db.models import Max
 
 from messaging import frames
-from messaging.models import InboxEntry
+from messaging.models import InboxEntry, UserSequence
 
 PAGE_SIZE = 200
 
@@ -50,3 +51,17 @@ def stored_message_frame(entry: InboxEntry) -> dict:
         created_at=message.created_at,
         mentions=list(entry.mentions),
     )
+
+
+def latest_seqs(user_ids: Iterable[str]) -> dict[str, int]:
+    """The last seq handed out per user (one query; users never pushed to: absent)."""
+    users = list(user_ids)
+    found: dict[str, int] = {}
+    for start in range(0, len(users), 500):
+        chunk = users[start : start + 500]
+        found.update(
+            UserSequence.objects.filter(user_id__in=chunk).values_list(
+                "user_id", "last_seq"
+            )
+        )
+    return found

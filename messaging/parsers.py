@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from django.conf import settings
 from rest_framework.exceptions import ParseError
 from rest_framework.parsers import BaseParser
 
+from bridge_project import strict_json
 from messaging.exceptions import PayloadTooLarge
 
 
@@ -34,9 +34,7 @@ class StrictJSONParser(BaseParser):
         except UnicodeDecodeError:
             raise ParseError("The body is not UTF-8.") from None
         try:
-            return json.loads(text, parse_constant=_reject_constant)
-        except RecursionError:
-            raise ParseError("The body is nested too deeply.") from None
+            return strict_json.loads(text)
         except ValueError as exc:
             raise ParseError(f"The body is not valid JSON: {exc}") from None
 
@@ -46,7 +44,3 @@ def _declared_length(request) -> int:
         return int(request.META.get("CONTENT_LENGTH") or 0)
     except ValueError:
         return 0
-
-
-def _reject_constant(name: str) -> None:
-    raise ValueError(f"{name} is not valid JSON")

@@ -1,30 +1,204 @@
-"""Who is connected to this process.
+"""Cluster-wide registry of open connections, in Redis (SPEC §6 "Presence").
 
-Until the cluster-wide registry exists this is the instance's own view, which
-is what push replies report as `online`/`connections` (see docs/protocol.md).
+Keys (all under `bridge:`):
+  user:<id>:conns   sorted set, member connection id, score = expiry (unix s)
+  conn:<id>         hash of the connection's details, expires with it
+  online            sorted set, member user id, score = latest connection expiry
+  instances         sorted set, member instance name, score = expiry
+  instance:<name>   hash {started_at, connections}
+
+Entries are refreshed by the heartbeat and expire after two heartbeat intervals,
+so a crashed process's connections stop counting by themselves.
 """
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Iterable
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
 
-_open_connections: Counter[str] = Counter()
+from django.conf import settings
+
+from bridge_project.redis_client import get_redis
+
+PREFIX = "bridge:"
+ONLINE_KEY = f"{PREFIX}online"
+INSTANCES_KEY = f"{PREFIX}instances"
+
+# Atomic "count live connections, refuse over the limit, else register" (SPEC §2
+# close 4429): a check-then-add from Python would let two processes both admit
+# the sixth connection.
+_REGISTER = """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[3]) then
+  return 0
+end
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[4])
+redis.call('PEXPIRE', KEYS[1], ARGV[6])
+redis.call('HSET', KEYS[2], unpack(ARGV, 7))
+redis.call('PEXPIRE', KEYS[2], ARGV[6])
+redis.call('ZADD', KEYS[3], 'GT', ARGV[2], ARGV[5])
+return 1
+"""
 
 
-def connection_opened(user_id: str) -> None:
-    _open_connections[user_id] += 1
+@dataclass
+class ConnectionInfo:
+    connection_id: str
+    user_id: str
+    instance: str
+    connected_at: str
+    last_seen: str
+    remote_addr: str
+    user_agent: str
+    acked_seq: int | None = None
+
+    def fields(self) -> list[str]:
+        flat: list[str] = []
+        for key, value in asdict(self).items():
+            flat += [key, "" if value is None else str(value)]
+        return flat
 
 
-def connection_closed(user_id: str) -> None:
-    _open_connections[user_id] -= 1
-    if _open_connections[user_id] <= 0:
-        del _open_connections[user_id]
+def ttl_seconds() -> float:
+    return 2 * settings.BRIDGE_HEARTBEAT_INTERVAL
 
 
-def connection_counts(user_ids: Iterable[str]) -> dict[str, int]:
-    return {user_id: _open_connections.get(user_id, 0) for user_id in user_ids}
+def user_key(user_id: str) -> str:
+    return f"{PREFIX}user:{user_id}:conns"
 
 
-def online_user_count() -> int:
-    return len(_open_connections)
+def conn_key(connection_id: str) -> str:
+    return f"{PREFIX}conn:{connection_id}"
+
+
+def instance_key(name: str) -> str:
+    return f"{PREFIX}instance:{name}"
+
+
+async def register(info: ConnectionInfo, *, limit: int) -> bool:
+    """Add the connection unless its user already has `limit` live ones."""
+    now = time.time()
+    ttl = ttl_seconds()
+    admitted = await get_redis().eval(
+        _REGISTER,
+        3,
+        user_key(info.user_id),
+        conn_key(info.connection_id),
+        ONLINE_KEY,
+        now,
+        now + ttl,
+        limit,
+        info.connection_id,
+        info.user_id,
+        int(ttl * 1000),
+        *info.fields(),
+    )
+    return bool(admitted)
+
+
+async def refresh(connections: Sequence[ConnectionInfo]) -> None:
+    """Re-write every entry of these connections in one round trip.
+
+    Writing (not just extending) means a Redis that lost its data is refilled
+    on the next beat."""
+    if not connections:
+        return
+    now = time.time()
+    expiry = now + ttl_seconds()
+    ttl_ms = int(ttl_seconds() * 1000)
+    pipe = get_redis().pipeline(transaction=False)
+    for info in connections:
+        pipe.zadd(user_key(info.user_id), {info.connection_id: expiry})
+        pipe.pexpire(user_key(info.user_id), ttl_ms)
+        pipe.hset(conn_key(info.connection_id), mapping=_mapping(info))
+        pipe.pexpire(conn_key(info.connection_id), ttl_ms)
+        pipe.zadd(ONLINE_KEY, {info.user_id: expiry}, gt=True)
+    await pipe.execute()
+
+
+async def unregister(info: ConnectionInfo) -> None:
+    redis = get_redis()
+    pipe = redis.pipeline(transaction=False)
+    pipe.zrem(user_key(info.user_id), info.connection_id)
+    pipe.delete(conn_key(info.connection_id))
+    pipe.zcount(user_key(info.user_id), time.time(), "+inf")
+    _, _, remaining = await pipe.execute()
+    if not remaining:
+        await redis.zrem(ONLINE_KEY, info.user_id)
+
+
+async def connection_counts(user_ids: Iterable[str]) -> dict[str, int]:
+    """Live connections per user, cluster-wide, in one round trip."""
+    users = list(dict.fromkeys(user_ids))
+    if not users:
+        return {}
+    now = time.time()
+    pipe = get_redis().pipeline(transaction=False)
+    for user_id in users:
+        pipe.zcount(user_key(user_id), now, "+inf")
+    counts = await pipe.execute()
+    return dict(zip(users, (int(c) for c in counts), strict=True))
+
+
+async def online_user_count() -> int:
+    return int(await get_redis().zcount(ONLINE_KEY, time.time(), "+inf"))
+
+
+async def online_users(*, offset: int = 0, limit: int = 100) -> list[tuple[str, int]]:
+    """(user id, live connections) for online users, sorted by user id."""
+    redis = get_redis()
+    now = time.time()
+    await redis.zremrangebyscore(ONLINE_KEY, "-inf", now)
+    users = sorted(u.decode() for u in await redis.zrange(ONLINE_KEY, 0, -1))
+    page = users[offset : offset + limit]
+    counts = await connection_counts(page)
+    return [(user_id, counts[user_id]) for user_id in page if counts[user_id]]
+
+
+async def user_connections(user_id: str) -> list[dict[str, str]]:
+    redis = get_redis()
+    ids = await redis.zrangebyscore(user_key(user_id), time.time(), "+inf")
+    if not ids:
+        return []
+    pipe = redis.pipeline(transaction=False)
+    for connection_id in ids:
+        pipe.hgetall(conn_key(connection_id.decode()))
+    details = await pipe.execute()
+    return [
+        {k.decode(): v.decode() for k, v in entry.items()} for entry in details if entry
+    ]
+
+
+async def register_instance(name: str, *, started_at: str, connections: int) -> None:
+    ttl = ttl_seconds()
+    pipe = get_redis().pipeline(transaction=False)
+    pipe.hset(
+        instance_key(name),
+        mapping={
+            "instance": name,
+            "started_at": started_at,
+            "connections": connections,
+        },
+    )
+    pipe.pexpire(instance_key(name), int(ttl * 1000))
+    pipe.zadd(INSTANCES_KEY, {name: time.time() + ttl})
+    await pipe.execute()
+
+
+async def instances() -> list[dict[str, str]]:
+    redis = get_redis()
+    now = time.time()
+    await redis.zremrangebyscore(INSTANCES_KEY, "-inf", now)
+    names = sorted(n.decode() for n in await redis.zrange(INSTANCES_KEY, 0, -1))
+    pipe = redis.pipeline(transaction=False)
+    for name in names:
+        pipe.hgetall(instance_key(name))
+    found = await pipe.execute()
+    return [
+        {k.decode(): v.decode() for k, v in entry.items()} for entry in found if entry
+    ]
+
+
+def _mapping(info: ConnectionInfo) -> dict[str, str]:
+    return {k: "" if v is None else str(v) for k, v in asdict(info).items()}

@@ -9,44 +9,11 @@ from django.conf import settings
 from django.core.validators import RegexValidator
 from rest_framework import serializers
 
-from accounts.identifiers import EVENT_RE, USER_ID_RE
+from accounts.identifiers import EVENT_RE
+from bridge_project.api_fields import StrictBooleanField, StrictCharField, user_id_field
 from messaging.delivery import PushReceipt, PushRequest
 
 MAX_TARGETS = 1000
-
-
-class StrictCharField(serializers.CharField):
-    """A CharField that refuses numbers and booleans instead of stringifying them."""
-
-    default_error_messages = {"invalid": "Must be a string."}
-
-    def to_internal_value(self, data: Any) -> str:
-        if not isinstance(data, str):
-            self.fail("invalid")
-        return super().to_internal_value(data)
-
-
-class StrictBooleanField(serializers.BooleanField):
-    default_error_messages = {"invalid": "Must be true or false."}
-
-    def to_internal_value(self, data: Any) -> bool:
-        if not isinstance(data, bool):
-            self.fail("invalid")
-        return data
-
-
-def user_id_field(**kwargs: Any) -> StrictCharField:
-    return StrictCharField(
-        max_length=64,
-        validators=[
-            RegexValidator(
-                USER_ID_RE,
-                message="Must match ^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$.",
-                code="invalid_user_id",
-            )
-        ],
-        **kwargs,
-    )
 
 
 class PushSerializer(serializers.Serializer):
@@ -57,6 +24,7 @@ class PushSerializer(serializers.Serializer):
     broadcast = StrictBooleanField(required=False)
     event = StrictCharField(
         required=False,
+        trim_whitespace=False,
         default="message",
         validators=[
             RegexValidator(

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 from django.db import DatabaseError
 from drf_spectacular.utils import extend_schema
-from rest_framework.exceptions import UnsupportedMediaType
+from rest_framework.exceptions import PermissionDenied, UnsupportedMediaType
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.authentication import caller_may, requires
 from messaging import delivery, metrics
 from messaging.delivery import PushReceipt, PushRequest
 from messaging.exceptions import ServiceUnavailable
@@ -26,23 +28,43 @@ from messaging.serializers import (
 
 
 class PushView(APIView):
+    permission_classes = [requires("push")]
+
     @extend_schema(request=PushSerializer, responses={202: PushReplySerializer})
     def post(self, request: Request) -> Response:
         started = time.perf_counter()
         serializer = PushSerializer(data=json_body(request))
         serializer.is_valid(raise_exception=True)
-        (receipt,) = deliver([serializer.push_request()], started)
+        (receipt,) = deliver(authorize(request, [serializer.push_request()]), started)
         return Response(push_reply(receipt), status=202)
 
 
 class PushBatchView(APIView):
+    permission_classes = [requires("push")]
+
     @extend_schema(request=BatchSerializer, responses={202: BatchReplySerializer})
     def post(self, request: Request) -> Response:
         started = time.perf_counter()
         serializer = BatchSerializer(data=json_body(request))
         serializer.is_valid(raise_exception=True)
-        receipts = deliver(serializer.push_requests(), started)
+        receipts = deliver(authorize(request, serializer.push_requests()), started)
         return Response({"results": [push_reply(r) for r in receipts]}, status=202)
+
+
+def authorize(request: Request, pushes: list[PushRequest]) -> list[PushRequest]:
+    """Apply SPEC §4 to each push: who it is from, and what the key may do."""
+    may_name_sender = caller_may(request, "sender")
+    default_sender = getattr(request.user, "handle", None)
+    authorized = []
+    for push in pushes:
+        if push.broadcast and not caller_may(request, "broadcast"):
+            raise PermissionDenied("Broadcast needs the 'broadcast' permission.")
+        if push.sender is not None and not may_name_sender:
+            raise PermissionDenied("Naming a sender needs the 'sender' permission.")
+        if push.sender is None and default_sender is not None:
+            push = replace(push, sender=default_sender)
+        authorized.append(push)
+    return authorized
 
 
 def json_body(request: Request) -> Any:

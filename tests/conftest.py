@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from channels.layers import channel_layers
+from django.conf import settings
 from django.test import override_settings
 
 from bridge_project.embedded_redis import EmbeddedRedis
@@ -24,8 +25,11 @@ def redis_server() -> Iterator[EmbeddedRedis]:
 @pytest.fixture(autouse=True)
 def channel_layer_on_real_redis(redis_server: EmbeddedRedis) -> Iterator[None]:
     """Every test's channel layer is the production one, on the suite's Redis."""
+    caches = {"default": {**settings.CACHES["default"], "LOCATION": redis_server.url}}
     with override_settings(
-        REDIS_URL=redis_server.url, CHANNEL_LAYERS={"default": pubsub_layer(redis_server.url)}
+        REDIS_URL=redis_server.url,
+        CHANNEL_LAYERS={"default": pubsub_layer(redis_server.url)},
+        CACHES=caches,
     ):
         channel_layers.backends.clear()
         yield

@@ -1,0 +1,100 @@
+"""Who is calling the HTTP API, and what they may do (SPEC §4)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.conf import settings
+from rest_framework import authentication, exceptions, permissions
+from rest_framework.request import Request
+
+from accounts.keys import api_key_authenticate
+from accounts.models import ApiKey
+
+
+@dataclass(frozen=True)
+class Caller:
+    """request.user for API callers: an API key's owner, or anyone in open mode."""
+
+    permissions: frozenset[str]
+    # The public account a key belongs to: pushes carry from = this handle.
+    handle: str | None = None
+    key_id: int | None = None
+
+    is_authenticated = True
+    is_staff = False
+
+    def may(self, permission: str) -> bool:
+        return permission in self.permissions
+
+
+OPEN_CALLER = Caller(permissions=frozenset(ApiKey.PERMISSIONS))
+
+
+class OpenModeAuthentication(authentication.BaseAuthentication):
+    """BRIDGE_AUTH_MODE=open: every request has every permission."""
+
+    def authenticate(self, request: Request):
+        if settings.BRIDGE_AUTH_MODE == "open":
+            return (OPEN_CALLER, None)
+        return None
+
+
+class ApiKeyAuthentication(authentication.BaseAuthentication):
+    """`Authorization: Bearer <api key>`."""
+
+    def authenticate(self, request: Request):
+        header = authentication.get_authorization_header(request).split()
+        if not header or header[0].lower() != b"bearer":
+            return None
+        if len(header) != 2:
+            raise exceptions.AuthenticationFailed("Use 'Authorization: Bearer <key>'.")
+        try:
+            raw = header[1].decode("ascii")
+        except UnicodeDecodeError:
+            raise exceptions.AuthenticationFailed("Invalid API key.") from None
+        key = api_key_authenticate(raw)
+        if key is None:
+            raise exceptions.AuthenticationFailed("Invalid or revoked API key.")
+        caller = Caller(
+            permissions=key.permissions,
+            handle=key.account.handle if key.account_id else None,
+            key_id=key.pk,
+        )
+        return (caller, key)
+
+    def authenticate_header(self, request: Request) -> str:
+        # Makes DRF answer 401 (not 403) when credentials are missing.
+        return 'Bearer realm="bridge"'
+
+
+class SessionAuthentication(authentication.SessionAuthentication):
+    """Django's session (staff in the admin); CSRF-checked as usual."""
+
+    def authenticate_header(self, request: Request) -> str:
+        return 'Bearer realm="bridge"'
+
+
+def requires(permission: str) -> type[permissions.BasePermission]:
+    """A DRF permission class: the caller holds `permission`; staff sessions count
+    as `ops`."""
+
+    class Requires(permissions.BasePermission):
+        message = f"This needs the '{permission}' permission."
+
+        def has_permission(self, request: Request, view) -> bool:
+            user = request.user
+            if isinstance(user, Caller):
+                return user.may(permission)
+            return bool(
+                permission == "ops"
+                and getattr(user, "is_authenticated", False)
+                and getattr(user, "is_staff", False)
+            )
+
+    Requires.__name__ = f"Requires_{permission}"
+    return Requires
+
+
+def caller_may(request: Request, permission: str) -> bool:
+    return requires(permission)().has_permission(request, None)

@@ -1,0 +1,37 @@
+"""Bridge's own Redis connections (presence, limits), apart from the channel layer.
+
+An asyncio Redis client belongs to the event loop that created it, so there is
+one per running loop, as channels_redis does for the layer. Nothing connects at
+import time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+
+from django.conf import settings
+from redis import asyncio as aioredis
+
+_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, aioredis.Redis] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def get_redis() -> aioredis.Redis:
+    """The client of the running loop, created on first use."""
+    loop = asyncio.get_running_loop()
+    client = _clients.get(loop)
+    if client is None:
+        pool = aioredis.BlockingConnectionPool.from_url(
+            settings.REDIS_URL,
+            max_connections=settings.BRIDGE_REDIS_MAX_CONNECTIONS,
+            # Wait for a free connection rather than raise during connect bursts.
+            timeout=settings.BRIDGE_LAYER_TIMEOUT,
+            socket_connect_timeout=2,
+            socket_timeout=settings.BRIDGE_LAYER_TIMEOUT,
+            health_check_interval=15,
+        )
+        client = aioredis.Redis(connection_pool=pool)
+        _clients[loop] = client
+    return client

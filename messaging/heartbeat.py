@@ -1,0 +1,120 @@
+"""One timer per process drives every connection's heartbeat (SPEC §2, §6).
+
+Each beat: close connections silent for longer than BRIDGE_HEARTBEAT_TIMEOUT
+(4408), ping the others, rewrite the whole process's registry entries in one
+Redis round trip, re-join every connection's groups and let each connection
+catch up from the store. The rewrite and re-join are what make a Redis that
+restarted empty, or a pub/sub subscription lost in a reconnect, heal within one
+interval without clients reconnecting.
+
+One task per loop instead of one per socket: at 5,000 idle connections it is
+one wake-up and one pipeline per interval rather than 5,000 of each.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import time
+from typing import Protocol
+
+from channels.db import database_sync_to_async
+from django.conf import settings
+from django.db import DatabaseError
+from redis.exceptions import RedisError
+
+from messaging import frames, history, presence
+
+logger = logging.getLogger(__name__)
+
+INSTANCE_NAME = os.environ.get("BRIDGE_INSTANCE_NAME") or (
+    f"{socket.gethostname()}:{os.getpid()}"
+)
+STARTED_AT = frames.now_text()
+
+
+class Beating(Protocol):
+    last_frame_at: float
+    connection: presence.ConnectionInfo
+
+    async def heartbeat_timed_out(self) -> None: ...
+    async def heartbeat(self, latest_seq: int) -> None: ...
+
+
+class Heartbeat:
+    def __init__(self) -> None:
+        self.members: set[Beating] = set()
+        self._task: asyncio.Task | None = None
+
+    def add(self, member: Beating) -> None:
+        self.members.add(member)
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._run())
+
+    def discard(self, member: Beating) -> None:
+        self.members.discard(member)
+
+    async def _run(self) -> None:
+        while self.members:
+            await asyncio.sleep(settings.BRIDGE_HEARTBEAT_INTERVAL)
+            try:
+                await self.beat()
+            except Exception:
+                logger.exception("heartbeat failed; next beat in one interval")
+
+    async def beat(self) -> None:
+        now = time.monotonic()
+        timeout = settings.BRIDGE_HEARTBEAT_TIMEOUT
+        alive = []
+        for member in list(self.members):
+            if now - member.last_frame_at > timeout:
+                self.members.discard(member)
+                await member.heartbeat_timed_out()
+            else:
+                alive.append(member)
+        latest = await _latest_seqs({m.connection.user_id for m in alive})
+        await asyncio.gather(
+            *(
+                member.heartbeat(latest.get(member.connection.user_id, 0))
+                for member in alive
+            )
+        )
+        try:
+            seen = frames.now_text()
+            for member in alive:
+                member.connection.last_seen = seen
+            await presence.refresh([member.connection for member in alive])
+            await presence.register_instance(
+                INSTANCE_NAME, started_at=STARTED_AT, connections=len(alive)
+            )
+        except (RedisError, OSError) as exc:
+            logger.warning("could not refresh presence: %s", type(exc).__name__)
+
+
+async def _latest_seqs(user_ids: set[str]) -> dict[str, int]:
+    if not user_ids:
+        return {}
+    try:
+        return await database_sync_to_async(history.latest_seqs)(user_ids)
+    except DatabaseError as exc:
+        logger.warning("heartbeat could not read seqs: %s", type(exc).__name__)
+        return {}
+
+
+_heartbeats: dict[asyncio.AbstractEventLoop, Heartbeat] = {}
+
+
+def heartbeat_for_loop() -> Heartbeat:
+    loop = asyncio.get_running_loop()
+    beat = _heartbeats.get(loop)
+    if beat is None:
+        for stale in [other for other in _heartbeats if other.is_closed()]:
+            del _heartbeats[stale]
+        beat = _heartbeats[loop] = Heartbeat()
+    return beat
+
+
+def local_connection_count() -> int:
+    return sum(len(beat.members) for beat in _heartbeats.values())
