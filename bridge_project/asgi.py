@@ -1,5 +1,6 @@
 """ASGI entry point: HTTP goes to Django, WebSocket /ws to the Bridge consumer."""
 
+import logging
 import os
 
 from django.core.asgi import get_asgi_application
@@ -19,6 +20,11 @@ from messaging.routing import websocket_urlpatterns  # noqa: E402
 
 # Before the server starts its event loop, so a plain synchronous query is fine.
 public_accounts_ensure_at_startup(handles=settings.PUBLIC_ACCOUNTS)
+if settings.BRIDGE_AUTH_MODE == "open":
+    logging.getLogger("bridge").warning(
+        "BRIDGE_AUTH_MODE=open: anyone can listen as any user and push to anyone. "
+        "For local development only."
+    )
 
 application = ProtocolTypeRouter(
     {

@@ -5,16 +5,17 @@ from __future__ import annotations
 from asgiref.sync import async_to_sync
 from django.conf import settings
 from django.db import DatabaseError, connection
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django_prometheus.exports import ExportToDjangoView
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers
+from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.authentication import caller_may
 from messaging import delivery
-from messaging.exceptions import json_forbidden
 
 _health_reply = inline_serializer(
     "Health",
@@ -55,7 +56,21 @@ def _check_layer() -> str:
     return "ok"
 
 
-def metrics_view(request: HttpRequest) -> HttpResponse:
-    if request.META.get("REMOTE_ADDR") not in settings.BRIDGE_METRICS_ALLOWED_IPS:
-        return json_forbidden(request)
-    return ExportToDjangoView(request)
+class MetricsAccess(BasePermission):
+    """From BRIDGE_METRICS_ALLOWED_IPS (default loopback), or with an `ops` key."""
+
+    message = "Metrics are for allowed addresses and 'ops' keys."
+
+    def has_permission(self, request: Request, view) -> bool:
+        if request.META.get("REMOTE_ADDR") in settings.BRIDGE_METRICS_ALLOWED_IPS:
+            return True
+        return caller_may(request, "ops")
+
+
+class MetricsView(APIView):
+    permission_classes = [MetricsAccess]
+    throttle_classes = []
+
+    @extend_schema(exclude=True)
+    def get(self, request: Request) -> HttpResponse:
+        return ExportToDjangoView(request._request)

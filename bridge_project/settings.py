@@ -29,6 +29,22 @@ if not SECRET_KEY:
         raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is false")
     SECRET_KEY = "insecure-development-key-do-not-use-in-production"
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+
+# HTTPS posture: with BRIDGE_HTTPS on (the default when DEBUG is off),
+# `manage.py check --deploy` has nothing to say but the SECRET_KEY's strength.
+# Load balancers' health checks and Prometheus may still use plain HTTP.
+BRIDGE_HTTPS = env_bool("BRIDGE_HTTPS", not DEBUG)
+SECURE_SSL_REDIRECT = BRIDGE_HTTPS
+SECURE_REDIRECT_EXEMPT = [r"^health$", r"^metrics$"]
+SESSION_COOKIE_SECURE = BRIDGE_HTTPS
+CSRF_COOKIE_SECURE = BRIDGE_HTTPS
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31_536_000 if BRIDGE_HTTPS else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = BRIDGE_HTTPS
+SECURE_HSTS_PRELOAD = BRIDGE_HTTPS
+# Behind a proxy that terminates TLS and sets X-Forwarded-Proto: https.
+if env_bool("BRIDGE_TRUST_X_FORWARDED_PROTO", False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
 INSTALLED_APPS = [
     "daphne",

@@ -2,13 +2,13 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView
 
-from bridge_project.health import HealthView, metrics_view
+from bridge_project.health import HealthView, MetricsView
 
 urlpatterns = [
     path("", include("messaging.urls")),
     path("", include("accounts.urls")),
     path("health", HealthView.as_view(), name="health"),
-    path("metrics", metrics_view, name="metrics"),
+    path("metrics", MetricsView.as_view(), name="metrics"),
     path(
         "api/schema",
         SpectacularAPIView.as_view(authentication_classes=[], permission_classes=[]),
