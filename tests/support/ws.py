@@ -34,7 +34,9 @@ class Client:
                 raise AssertionError(f"expected {frame_type}, got {frame}")
 
     async def send(self, frame: Any) -> None:
-        await self.connection.send(frame if isinstance(frame, str | bytes) else json.dumps(frame))
+        await self.connection.send(
+            frame if isinstance(frame, str | bytes) else json.dumps(frame)
+        )
 
     async def close_code(self, timeout: float = RECEIVE_TIMEOUT) -> int | None:
         """Wait until the server closes; returns the close code."""
@@ -54,3 +56,22 @@ async def connect_user(base_ws: str, user_id: str, **query: Any) -> tuple[Client
     connected = await client.receive()
     assert connected["type"] == "connected", connected
     return client, connected
+
+
+async def receive_messages(
+    client: Client, count: int, timeout: float = RECEIVE_TIMEOUT
+) -> list[dict[str, Any]]:
+    """The next `count` message frames, skipping heartbeat pings; fails on others."""
+    return [await client.receive_type("message", timeout) for _ in range(count)]
+
+
+async def assert_no_message(client: Client, wait: float = 1.0) -> None:
+    """Wait `wait` seconds and fail if any frame other than a ping arrives."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait
+    while (remaining := deadline - loop.time()) > 0:
+        try:
+            frame = await client.receive(remaining)
+        except TimeoutError:
+            return
+        assert frame["type"] == "ping", f"expected no frame, got {frame}"

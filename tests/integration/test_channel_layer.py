@@ -1,0 +1,88 @@
+"""The configured channel layer on the suite's real Redis (no mocks)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+from channels.layers import get_channel_layer
+from channels_redis.pubsub import RedisPubSubChannelLayer
+from django.conf import settings
+
+from messaging import groups
+
+RECEIVE_TIMEOUT = 5.0
+
+
+async def _receive(layer, channel: str, timeout: float = RECEIVE_TIMEOUT) -> dict:
+    return await asyncio.wait_for(layer.receive(channel), timeout)
+
+
+async def _assert_nothing_for(layer, channel: str, wait: float = 0.5) -> None:
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(layer.receive(channel), wait)
+
+
+async def test_configured_layer_is_redis_pubsub_not_in_memory():
+    assert isinstance(get_channel_layer(), RedisPubSubChannelLayer)
+
+
+async def test_group_send_reaches_a_channel_added_to_the_group():
+    layer = get_channel_layer()
+    member = await layer.new_channel()
+    outsider = await layer.new_channel()
+    await layer.group_add("it.members", member)
+    event = {"type": "bridge.deliver", "seq": 7, "frame": '{"type":"message"}'}
+    await layer.group_send("it.members", event)
+    assert await _receive(layer, member) == event
+    await _assert_nothing_for(layer, outsider)
+    await layer.flush()
+
+
+async def test_group_discard_stops_delivery():
+    layer = get_channel_layer()
+    channel = await layer.new_channel()
+    await layer.group_add("it.leavers", channel)
+    await layer.group_discard("it.leavers", channel)
+    await layer.group_send("it.leavers", {"type": "bridge.deliver", "seq": 1})
+    await _assert_nothing_for(layer, channel)
+    await layer.flush()
+
+
+async def test_group_send_crosses_layer_instances_through_redis():
+    """What two daphne processes rely on: the message goes through Redis."""
+    receiving = get_channel_layer()
+    config = settings.CHANNEL_LAYERS["default"]["CONFIG"]
+    sending = RedisPubSubChannelLayer(**config)
+    channel = await receiving.new_channel()
+    await receiving.group_add("it.cross", channel)
+    await sending.group_send("it.cross", {"type": "bridge.deliver", "seq": None})
+    assert await _receive(receiving, channel) == {
+        "type": "bridge.deliver",
+        "seq": None,
+    }
+    await sending.flush()
+    await receiving.flush()
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_http_push_publishes_the_stored_message_to_the_user_group(
+    async_client,
+):
+    layer = get_channel_layer()
+    channel = await layer.new_channel()
+    await layer.group_add(groups.user_group("jay"), channel)
+    response = await async_client.post(
+        "/sse/push",
+        {"user_id": "jay", "event": "notification", "data": {"n": 1}},
+        content_type="application/json",
+    )
+    assert response.status_code == 202, response.content
+    event = await _receive(layer, channel)
+    assert event["type"] == groups.DELIVER_EVENT
+    assert event["seq"] == 1
+    frame = json.loads(event["frame"])
+    assert frame["id"] == response.json()["id"]
+    assert (frame["to"], frame["seq"], frame["data"]) == ("jay", 1, {"n": 1})
+    await layer.flush()

@@ -1,0 +1,60 @@
+"""/health and the push API while the suite's real Redis is stopped (SPEC §6)."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from django.test import Client
+
+from messaging.models import InboxEntry, Message
+
+DEADLINE = 5.0
+
+
+@pytest.mark.django_db
+def test_health_is_ok_while_redis_is_up(client: Client):
+    response = client.get("/health")
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert body["status"] == "ok"
+    assert body["checks"]["database"] == body["checks"]["channel_layer"] == "ok"
+
+
+@pytest.mark.django_db
+def test_health_answers_503_quickly_when_redis_is_stopped(
+    client: Client, redis_restartable
+):
+    # Steady state first, so the outage starts from a healthy service.
+    assert client.get("/health").status_code == 200
+    redis_restartable.stop(kill=True)
+    started = time.monotonic()
+    response = client.get("/health")
+    elapsed = time.monotonic() - started
+    assert response.status_code == 503, response.content
+    body = response.json()
+    assert body["status"] == "unavailable"
+    assert body["checks"]["database"] == "ok"
+    assert body["checks"]["channel_layer"].startswith("error")
+    assert elapsed < DEADLINE
+
+
+@pytest.mark.django_db
+def test_push_answers_503_and_stores_nothing_when_redis_is_stopped(
+    client: Client, redis_restartable
+):
+    # Steady state first, so the outage starts from a healthy service.
+    assert client.get("/health").status_code == 200
+    redis_restartable.stop(kill=True)
+    started = time.monotonic()
+    response = client.post(
+        "/sse/push",
+        {"user_id": "ivy", "message": "lost"},
+        content_type="application/json",
+    )
+    elapsed = time.monotonic() - started
+    assert response.status_code == 503, response.content
+    assert response.json()["error"] == "unavailable"
+    assert elapsed < DEADLINE
+    assert not Message.objects.exists()
+    assert not InboxEntry.objects.filter(user_id="ivy").exists()
