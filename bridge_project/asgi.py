@@ -11,12 +11,12 @@ daphne_compat.install()
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "bridge_project.settings")
 django_asgi_app = get_asgi_application()
 
-from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.conf import settings  # noqa: E402
 
 from accounts.services import public_accounts_ensure_at_startup  # noqa: E402
 from messaging.routing import websocket_urlpatterns  # noqa: E402
+from messaging.session_auth import session_auth_stack  # noqa: E402
 
 # Before the server starts its event loop, so a plain synchronous query is fine.
 public_accounts_ensure_at_startup(handles=settings.PUBLIC_ACCOUNTS)
@@ -31,6 +31,6 @@ application = ProtocolTypeRouter(
         "http": django_asgi_app,
         # The session middleware lets a logged-in same-site browser connect as
         # its user without a token (SPEC §4).
-        "websocket": AuthMiddlewareStack(URLRouter(websocket_urlpatterns)),
+        "websocket": session_auth_stack(URLRouter(websocket_urlpatterns)),
     }
 )

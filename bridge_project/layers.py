@@ -16,8 +16,10 @@ def pubsub_layer(redis_url: str, *, max_connections: int = 1000) -> dict[str, An
     nothing. Bridge never relies on the layer for durability (SPEC §5).
 
     redis-py 8 defaults to socket_timeout=5 s and a pool of 100 that raises when
-    full. A read timeout kills idle subscribers (channels_redis#422), so reads
-    never time out here; connects are bounded, and delivery puts its own
+    full. A read timeout is what killed idle consumers of the list-based layer
+    (channels_redis#422); the pub/sub reader polls with its own short timeout,
+    and tests/e2e/test_delivery.py keeps a socket idle past 15 s to prove it.
+    Reads here never time out; connects are bounded, and delivery puts its own
     deadline (BRIDGE_LAYER_TIMEOUT) around every publish, which is what turns an
     outage into a 503. The pool is sized far above the two connections per
     process that the pub/sub layer opens, so a connect burst cannot exhaust it.
@@ -31,6 +33,6 @@ def pubsub_layer(redis_url: str, *, max_connections: int = 1000) -> dict[str, An
         "health_check_interval": 15,
     }
     return {
-        "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+        "BACKEND": "bridge_project.channel_layer.GroupPubSubChannelLayer",
         "CONFIG": {"hosts": [host], "prefix": "bridge"},
     }

@@ -44,6 +44,9 @@ def daphne_command(bind: str, port: int, max_frame_bytes: int) -> list[str]:
         sys.executable, "-m", "daphne",
         "-b", bind, "-p", str(port),
         "--websocket-max-message-size", str(ceiling),
+        # daphne drops handshakes still pending after 5 s; a burst of hundreds of
+        # connects on a busy 2-core machine takes longer than that to accept.
+        "--websocket_connect_timeout", "30",
         "bridge_project.asgi:application",
     ]  # fmt: skip
 

@@ -101,8 +101,14 @@ class BridgeConsumer(AsyncWebsocketConsumer):
             user_id = await authenticate(handshake, self.scope)
             if self.layer_error is not None:
                 raise _unavailable()
-            await self._register(user_id)
-            await self._join(user_id)
+            # Both are Redis round trips on different connections: overlap them.
+            # A refused registration (4429) leaves the joined groups on disconnect.
+            outcomes = await asyncio.gather(
+                self._register(user_id), self._join(user_id), return_exceptions=True
+            )
+            for outcome in outcomes:
+                if isinstance(outcome, BaseException):
+                    raise outcome
             newest = await self._newest_seq(user_id)
         except HandshakeRefused as refusal:
             await self._refuse_handshake(refusal)
