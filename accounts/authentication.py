@@ -39,6 +39,11 @@ class OpenModeAuthentication(authentication.BaseAuthentication):
             return (OPEN_CALLER, None)
         return None
 
+    def authenticate_header(self, request: Request) -> str:
+        # DRF asks the first class for the challenge; without one a missing key
+        # would be a 403 instead of SPEC's 401.
+        return 'Bearer realm="bridge"'
+
 
 class ApiKeyAuthentication(authentication.BaseAuthentication):
     """`Authorization: Bearer <api key>`."""

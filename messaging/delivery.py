@@ -220,6 +220,13 @@ async def _count(users: list[str], wants_online: bool) -> _Audience:
     return _Audience(connections=counts, online_users=online)
 
 
+async def disconnect_user(user_id: str) -> None:
+    """Ask every instance to close the user's connections (close code 4000)."""
+    await publish(
+        [_Outgoing(groups.user_group(user_id), {"type": groups.DISCONNECT_EVENT})]
+    )
+
+
 async def check_layer() -> None:
     """Round-trip a real publish through the layer; raises LayerUnavailable."""
     await publish([_Outgoing(groups.HEALTH_GROUP, {"type": "bridge.health"})])

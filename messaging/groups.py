@@ -7,6 +7,7 @@ valid group-name parts (channels' `group_name_regex`, at most 100 characters).
 from __future__ import annotations
 
 DELIVER_EVENT = "bridge.deliver"
+DISCONNECT_EVENT = "bridge.disconnect"
 BROADCAST_GROUP = "bridge.broadcast"
 HEALTH_GROUP = "bridge.health"
 

@@ -25,7 +25,7 @@ from django.conf import settings
 from django.db import DatabaseError
 from redis.exceptions import RedisError
 
-from messaging import frames, history, presence
+from messaging import frames, history, metrics, presence
 
 logger = logging.getLogger(__name__)
 
@@ -86,11 +86,19 @@ class Heartbeat:
             for member in alive:
                 member.connection.last_seen = seen
             await presence.refresh([member.connection for member in alive])
-            await presence.register_instance(
-                INSTANCE_NAME, started_at=STARTED_AT, connections=len(alive)
-            )
+            await register_this_instance()
         except (RedisError, OSError) as exc:
             logger.warning("could not refresh presence: %s", type(exc).__name__)
+
+
+async def register_this_instance() -> None:
+    """Publish this process's name, start time, connections and counters."""
+    await presence.register_instance(
+        INSTANCE_NAME,
+        started_at=STARTED_AT,
+        connections=local_connection_count(),
+        **metrics.local_totals(),
+    )
 
 
 async def _latest_seqs(user_ids: set[str]) -> dict[str, int]:

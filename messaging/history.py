@@ -65,3 +65,23 @@ def latest_seqs(user_ids: Iterable[str]) -> dict[str, int]:
             )
         )
     return found
+
+
+def messages_page(
+    user_id: str, *, after_seq: int, limit: int
+) -> tuple[list[dict], int | None]:
+    """The history API's page (SPEC §6): messages without "type", oldest first,
+    and the after_seq of the next page (None when this is the last)."""
+    entries = list(
+        InboxEntry.objects.filter(user_id=user_id, seq__gt=after_seq)
+        .select_related("message")
+        .order_by("seq")[: limit + 1]
+    )
+    more = len(entries) > limit
+    entries = entries[:limit]
+    messages = []
+    for entry in entries:
+        frame = stored_message_frame(entry)
+        del frame["type"]
+        messages.append(frame)
+    return messages, (entries[-1].seq if more else None)

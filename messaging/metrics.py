@@ -37,3 +37,25 @@ push_latency_seconds = Histogram(
 frames_refused_total = Counter(
     "bridge_frames_refused_total", "Client frames refused, by error code", ["code"]
 )
+pushes_unavailable_total = Counter(
+    "bridge_pushes_unavailable_total",
+    "Pushes and client messages refused because Redis or the database was down",
+)
+
+
+def _total(metric) -> float:
+    return sum(
+        sample.value
+        for family in metric.collect()
+        for sample in family.samples
+        if sample.name.endswith("_total")
+    )
+
+
+def local_totals() -> dict[str, int]:
+    """This process's counters, as the instance registry reports them."""
+    return {
+        "messages_pushed": int(_total(messages_pushed_total)),
+        "messages_delivered": int(_total(messages_delivered_total)),
+        "errors": int(_total(frames_refused_total) + _total(pushes_unavailable_total)),
+    }

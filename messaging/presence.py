@@ -54,10 +54,7 @@ class ConnectionInfo:
     acked_seq: int | None = None
 
     def fields(self) -> list[str]:
-        flat: list[str] = []
-        for key, value in asdict(self).items():
-            flat += [key, "" if value is None else str(value)]
-        return flat
+        return [item for pair in _mapping(self).items() for item in pair]
 
 
 def ttl_seconds() -> float:
@@ -170,7 +167,9 @@ async def user_connections(user_id: str) -> list[dict[str, str]]:
     ]
 
 
-async def register_instance(name: str, *, started_at: str, connections: int) -> None:
+async def register_instance(
+    name: str, *, started_at: str, connections: int, **counters: int
+) -> None:
     ttl = ttl_seconds()
     pipe = get_redis().pipeline(transaction=False)
     pipe.hset(
@@ -179,6 +178,7 @@ async def register_instance(name: str, *, started_at: str, connections: int) -> 
             "instance": name,
             "started_at": started_at,
             "connections": connections,
+            **counters,
         },
     )
     pipe.pexpire(instance_key(name), int(ttl * 1000))

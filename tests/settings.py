@@ -14,12 +14,15 @@ from bridge_project.settings import *  # noqa: F403
 # The test database is a file, not SQLite's shared-cache in-memory database: there
 # a second writer fails at once with "database table is locked" instead of waiting
 # for the lock, so tests of concurrent pushes (tests/messaging/test_sequencing.py)
-# would fail for a reason that production (a file, or PostgreSQL) never has.
+# would fail for a reason that production (a file, or PostgreSQL) never has. One
+# directory per process, removed at exit with the -wal and -shm files SQLite leaves.
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":  # noqa: F405
+    import atexit
+    import shutil
     import tempfile
 
+    _test_db_dir = tempfile.mkdtemp(prefix="bridge-test-db-")
+    atexit.register(shutil.rmtree, _test_db_dir, ignore_errors=True)
     DATABASES["default"]["TEST"] = {  # noqa: F405
-        "NAME": os.path.join(
-            tempfile.gettempdir(), f"bridge-test-{os.getpid()}.sqlite3"
-        )
+        "NAME": os.path.join(_test_db_dir, "test.sqlite3")
     }

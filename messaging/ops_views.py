@@ -1,0 +1,146 @@
+"""Operations API (SPEC §6): stats, presence, remote disconnect, history.
+
+Every endpoint needs an API key with `ops`, or a staff session."""
+
+from __future__ import annotations
+
+from asgiref.sync import async_to_sync
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from rest_framework import serializers
+from rest_framework.exceptions import ValidationError
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from accounts.authentication import requires
+from accounts.identifiers import is_user_id
+from messaging import delivery, history, operations
+from messaging.exceptions import ServiceUnavailable
+
+MAX_PAGE = 1000
+
+
+class OpsView(APIView):
+    permission_classes = [requires("ops")]
+
+
+class StatsView(OpsView):
+    @extend_schema(
+        responses=inline_serializer(
+            "Stats",
+            {
+                "total_connections": serializers.IntegerField(),
+                "online_users": serializers.IntegerField(),
+                "messages_pushed": serializers.IntegerField(),
+                "messages_delivered": serializers.IntegerField(),
+                "errors": serializers.IntegerField(),
+                "instances": serializers.ListField(child=serializers.DictField()),
+            },
+        )
+    )
+    def get(self, request: Request) -> Response:
+        return Response(_from_redis(operations.cluster_stats))
+
+
+class OnlineUsersView(OpsView):
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("offset", int, required=False),
+            OpenApiParameter("limit", int, required=False),
+        ],
+        responses=inline_serializer(
+            "OnlineUsers",
+            {
+                "users": serializers.ListField(child=serializers.DictField()),
+                "count": serializers.IntegerField(),
+            },
+        ),
+    )
+    def get(self, request: Request) -> Response:
+        offset = _int_param(request, "offset", default=0)
+        limit = _int_param(request, "limit", default=100, maximum=MAX_PAGE)
+        return Response(
+            _from_redis(operations.online_users_page, offset=offset, limit=limit)
+        )
+
+
+class UserConnectionsView(OpsView):
+    @extend_schema(
+        responses=inline_serializer(
+            "Connections",
+            {"connections": serializers.ListField(child=serializers.DictField())},
+        )
+    )
+    def get(self, request: Request, user_id: str) -> Response:
+        _check_user_id(user_id)
+        return Response(
+            {"connections": _from_redis(operations.user_connections, user_id)}
+        )
+
+
+class UserDisconnectView(OpsView):
+    @extend_schema(
+        request=None,
+        responses=inline_serializer(
+            "Disconnected", {"closed": serializers.IntegerField()}
+        ),
+    )
+    def post(self, request: Request, user_id: str) -> Response:
+        _check_user_id(user_id)
+        return Response({"closed": _from_redis(operations.disconnect_user, user_id)})
+
+
+class UserMessagesView(OpsView):
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("after_seq", int, required=False),
+            OpenApiParameter("limit", int, required=False),
+        ],
+        responses=inline_serializer(
+            "History",
+            {
+                "messages": serializers.ListField(child=serializers.DictField()),
+                "next_after_seq": serializers.IntegerField(allow_null=True),
+            },
+        ),
+    )
+    def get(self, request: Request, user_id: str) -> Response:
+        _check_user_id(user_id)
+        after_seq = _int_param(request, "after_seq", default=0)
+        limit = _int_param(request, "limit", default=100, maximum=MAX_PAGE, minimum=1)
+        messages, next_after = history.messages_page(
+            user_id, after_seq=after_seq, limit=limit
+        )
+        return Response({"messages": messages, "next_after_seq": next_after})
+
+
+def _from_redis(function, *args, **kwargs):
+    try:
+        return async_to_sync(operations.with_deadline)(function, *args, **kwargs)
+    except delivery.LayerUnavailable as exc:
+        raise ServiceUnavailable() from exc
+
+
+def _check_user_id(user_id: str) -> None:
+    if not is_user_id(user_id):
+        raise ValidationError(
+            {"user_id": ["Must match ^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$."]}
+        )
+
+
+def _int_param(
+    request: Request,
+    name: str,
+    *,
+    default: int,
+    minimum: int = 0,
+    maximum: int = 2**63 - 1,
+) -> int:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return default
+    if not raw.isascii() or not raw.isdigit() or not minimum <= int(raw) <= maximum:
+        raise ValidationError(
+            {name: [f"Must be an integer from {minimum} to {maximum}."]}
+        )
+    return int(raw)
