@@ -19,15 +19,16 @@ from asgiref.sync import async_to_sync
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 from redis.exceptions import RedisError
 
 from accounts import selectors
 from accounts.mentions import mention_candidates
-from messaging import frames, groups, layer_health, metrics, presence
+from messaging import frames, groups, idempotency, layer_health, metrics, presence
 from messaging.models import InboxEntry, Message, UserSequence
 from messaging.recipients import (
+    DIRECT,
     Recipient,
     client_message_recipients,
     decide_recipients,
@@ -52,6 +53,7 @@ class PushRequest:
     broadcast: bool = False
     # Where mentions are looked for: `message`, i.e. `data.text`.
     text: str | None = None
+    idempotency_key: str | None = None
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,31 @@ class PushReceipt:
     recipients: tuple[RecipientReceipt, ...] = ()
     broadcast: bool = False
     online_users: int = 0
+    # The first reply, when this push repeated an idempotency key (SPEC §5).
+    replayed: dict[str, Any] | None = None
+
+    def reply(self) -> dict[str, Any]:
+        """The push reply of SPEC §6."""
+        if self.replayed is not None:
+            return self.replayed
+        if self.broadcast:
+            return {
+                "id": self.message_id,
+                "broadcast": True,
+                "online_users": self.online_users,
+            }
+        recipients = []
+        for r in self.recipients:
+            entry: dict[str, Any] = {
+                "user_id": r.user_id,
+                "seq": r.seq,
+                "online": r.online,
+                "connections": r.connections,
+            }
+            if r.via != DIRECT:
+                entry["via"] = r.via
+            recipients.append(entry)
+        return {"id": self.message_id, "recipients": recipients}
 
 
 @dataclass(frozen=True)
@@ -95,19 +122,50 @@ class ClientMessage:
     to: str | None
 
 
-def push_batch(requests: Sequence[PushRequest]) -> list[PushReceipt]:
+def push_batch(
+    requests: Sequence[PushRequest], *, idempotency_scope: str = "open"
+) -> list[PushReceipt]:
     """Store every request in one transaction, then send them all; sync callers.
 
-    Raises LayerUnavailable (nothing stored) when the layer is known to be down."""
-    planned = [_plan(request) for request in requests]
-    if layer_health.circuit.is_open or not layer_health.is_watched():
-        async_to_sync(check_layer)()
-    created_at = _store(planned)
-    outgoing = [item for plan in planned for item in _events(plan, created_at)]
-    audience = async_to_sync(_publish_after_commit)(outgoing, planned)
+    A request repeating an idempotency key of `idempotency_scope` is not stored
+    or sent again; its receipt replays the first reply. Raises LayerUnavailable
+    (nothing stored) when the layer is known to be down."""
+    for attempt in (1, 2):
+        replays = idempotency.recorded_replies(
+            idempotency_scope,
+            [r.idempotency_key for r in requests if r.idempotency_key],
+        )
+        fresh = [r for r in requests if r.idempotency_key not in replays]
+        planned = [_plan(request) for request in fresh]
+        if planned and (layer_health.circuit.is_open or not layer_health.is_watched()):
+            async_to_sync(check_layer)()
+        try:
+            created_at = _store(planned, idempotency_scope)
+            break
+        except IntegrityError:
+            if attempt == 2:
+                raise
+            # A concurrent push with the same key committed first: replay it.
+    audience = _NOBODY
+    if planned:
+        outgoing = [item for plan in planned for item in _events(plan, created_at)]
+        audience = async_to_sync(_publish_after_commit)(outgoing, planned)
     metrics.messages_pushed_total.inc(len(planned))
-    metrics.batch_size.observe(len(planned))
-    return [_receipt(plan, audience) for plan in planned]
+    metrics.batch_size.observe(len(requests))
+    receipts = {id(plan.request): _receipt(plan, audience) for plan in planned}
+    keyed = {
+        plan.request.idempotency_key: receipts[id(plan.request)].reply()
+        for plan in planned
+        if plan.request.idempotency_key
+    }
+    if keyed:
+        idempotency.update_replies(idempotency_scope, keyed)
+    return [
+        receipts[id(request)]
+        if id(request) in receipts
+        else _replayed(replays[request.idempotency_key])
+        for request in requests
+    ]
 
 
 def push(request: PushRequest) -> PushReceipt:
@@ -173,6 +231,9 @@ class _Audience:
 
     connections: dict[str, int]
     online_users: int = 0
+
+
+_NOBODY = _Audience(connections={})
 
 
 async def _publish_and_count(
@@ -249,12 +310,26 @@ def _plan(request: PushRequest) -> _Planned:
 
 
 @transaction.atomic
-def _store(planned: list[_Planned]):
-    """Write messages and inbox entries and assign seqs; returns the push time."""
+def _store(planned: list[_Planned], idempotency_scope: str | None = None):
+    """Write messages, inbox entries and idempotency records and assign seqs, in
+    one transaction; returns the push time."""
     created_at = timezone.now()
     durable = [plan for plan in planned if plan.request.persist and plan.recipients]
-    if not durable:
-        return created_at
+    if durable:
+        _store_durable(durable, created_at)
+    if idempotency_scope is not None:
+        idempotency.record(
+            idempotency_scope,
+            {
+                plan.request.idempotency_key: _receipt(plan, _NOBODY).reply()
+                for plan in planned
+                if plan.request.idempotency_key
+            },
+        )
+    return created_at
+
+
+def _store_durable(durable: list[_Planned], created_at) -> None:
     wanted = Counter(r.user_id for plan in durable for r in plan.recipients)
     next_seq = _reserve_seqs(wanted)
     entries = []
@@ -283,7 +358,6 @@ def _store(planned: list[_Planned]):
     )
     InboxEntry.objects.bulk_create(entries, batch_size=500)
     metrics.messages_stored_total.inc(len(entries))
-    return created_at
 
 
 def _reserve_seqs(wanted: Counter[str]) -> dict[str, int]:
@@ -342,6 +416,10 @@ def _deliver_event(frame_text: str, seq: int | None) -> dict[str, Any]:
     # The frame travels pre-encoded; user data is never spread into the event,
     # so a `type` inside `data` cannot pick a consumer handler.
     return {"type": groups.DELIVER_EVENT, "seq": seq, "frame": frame_text}
+
+
+def _replayed(reply: dict[str, Any]) -> PushReceipt:
+    return PushReceipt(message_id=reply["id"], replayed=reply)
 
 
 def _receipt(plan: _Planned, audience: _Audience) -> PushReceipt:

@@ -52,3 +52,25 @@ class UserSequence(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user_id}@{self.last_seq}"
+
+
+class IdempotencyRecord(models.Model):
+    """The reply to a push that named an idempotency_key (SPEC §5), for 24 h.
+
+    `scope` is whoever sent it (an API key, or everyone in open mode): two
+    callers may use the same key without colliding."""
+
+    scope = models.CharField(max_length=80)
+    key = models.CharField(max_length=128)
+    reply = models.JSONField()
+    created_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["scope", "key"], name="idempotency_scope_key"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.scope}/{self.key}"

@@ -61,7 +61,10 @@ def _own_origin(scope_scheme: str, host_header: str) -> Origin | None:
     own = parse_origin(f"{scheme}://{host_header}") if host_header else None
     if own is None:
         return None
+    # urlsplit drops an IPv6 literal's brackets; ALLOWED_HOSTS keeps them.
     literal_hosts = {
-        h.lower() for h in settings.ALLOWED_HOSTS if h != "*" and not h.startswith(".")
+        h.lower().strip("[]")
+        for h in settings.ALLOWED_HOSTS
+        if h != "*" and not h.startswith(".")
     }
     return own if own[1] in literal_hosts else None

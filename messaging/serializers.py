@@ -11,7 +11,7 @@ from rest_framework import serializers
 
 from accounts.identifiers import EVENT_RE
 from bridge_project.api_fields import StrictBooleanField, StrictCharField, user_id_field
-from messaging.delivery import PushReceipt, PushRequest
+from messaging.delivery import PushRequest
 
 MAX_TARGETS = 1000
 
@@ -38,6 +38,9 @@ class PushSerializer(serializers.Serializer):
     message = StrictCharField(required=False, allow_blank=True, trim_whitespace=False)
     sender = user_id_field(required=False, allow_null=True)
     persist = StrictBooleanField(required=False, default=True)
+    idempotency_key = StrictCharField(
+        required=False, min_length=1, max_length=128, trim_whitespace=False
+    )
 
     def to_internal_value(self, data: Any) -> dict[str, Any]:
         if not isinstance(data, dict):
@@ -118,6 +121,7 @@ class PushSerializer(serializers.Serializer):
             persist=attrs["persist"] and not broadcast,
             broadcast=broadcast,
             text=mention_text(attrs["payload"]),
+            idempotency_key=attrs.get("idempotency_key"),
         )
 
 
@@ -148,6 +152,20 @@ class BatchSerializer(serializers.Serializer):
                 validated.append(item_serializer)
             else:
                 errors[str(index)] = item_serializer.errors
+        seen: dict[str, int] = {}
+        for index, item_serializer in enumerate(validated):
+            key = item_serializer.validated_data.get("idempotency_key")
+            if key is None:
+                continue
+            if key in seen:
+                errors[str(index)] = {
+                    "idempotency_key": [
+                        serializers.ErrorDetail(
+                            f"Repeats the key of message {seen[key]}.", "duplicate"
+                        )
+                    ]
+                }
+            seen.setdefault(key, index)
         if errors:
             raise serializers.ValidationError(errors)
         return validated
@@ -188,24 +206,3 @@ class PushReplySerializer(serializers.Serializer):
 
 class BatchReplySerializer(serializers.Serializer):
     results = PushReplySerializer(many=True)
-
-
-def push_reply(receipt: PushReceipt) -> dict[str, Any]:
-    if receipt.broadcast:
-        return {
-            "id": receipt.message_id,
-            "broadcast": True,
-            "online_users": receipt.online_users,
-        }
-    recipients = []
-    for r in receipt.recipients:
-        entry: dict[str, Any] = {
-            "user_id": r.user_id,
-            "seq": r.seq,
-            "online": r.online,
-            "connections": r.connections,
-        }
-        if r.via != "direct":
-            entry["via"] = r.via
-        recipients.append(entry)
-    return {"id": receipt.message_id, "recipients": recipients}

@@ -23,7 +23,6 @@ from messaging.serializers import (
     BatchSerializer,
     PushReplySerializer,
     PushSerializer,
-    push_reply,
 )
 
 
@@ -35,8 +34,8 @@ class PushView(APIView):
         started = time.perf_counter()
         serializer = PushSerializer(data=json_body(request))
         serializer.is_valid(raise_exception=True)
-        (receipt,) = deliver(authorize(request, [serializer.push_request()]), started)
-        return Response(push_reply(receipt), status=202)
+        (receipt,) = deliver(request, [serializer.push_request()], started)
+        return _accepted(receipt.reply(), [receipt])
 
 
 class PushBatchView(APIView):
@@ -47,11 +46,18 @@ class PushBatchView(APIView):
         started = time.perf_counter()
         serializer = BatchSerializer(data=json_body(request))
         serializer.is_valid(raise_exception=True)
-        receipts = deliver(authorize(request, serializer.push_requests()), started)
-        return Response({"results": [push_reply(r) for r in receipts]}, status=202)
+        receipts = deliver(request, serializer.push_requests(), started)
+        return _accepted({"results": [r.reply() for r in receipts]}, receipts)
 
 
-def authorize(request: Request, pushes: list[PushRequest]) -> list[PushRequest]:
+def _accepted(body: dict, receipts: list[PushReceipt]) -> Response:
+    headers = {}
+    if any(receipt.replayed is not None for receipt in receipts):
+        headers["Idempotent-Replayed"] = "true"
+    return Response(body, status=202, headers=headers)
+
+
+def authorize(request: Request, pushes: Sequence[PushRequest]) -> list[PushRequest]:
     """Apply SPEC §4 to each push: who it is from, and what the key may do."""
     may_name_sender = caller_may(request, "sender")
     default_sender = getattr(request.user, "handle", None)
@@ -67,6 +73,18 @@ def authorize(request: Request, pushes: list[PushRequest]) -> list[PushRequest]:
     return authorized
 
 
+def _caller_scope(request: Request) -> str:
+    """Whose idempotency keys these are: an API key's, a staff user's, or in
+    open mode everyone's (SPEC §5)."""
+    user = request.user
+    key_id = getattr(user, "key_id", None)
+    if key_id is not None:
+        return f"key:{key_id}"
+    if getattr(user, "pk", None) is not None:
+        return f"user:{user.pk}"
+    return "open"
+
+
 def json_body(request: Request) -> Any:
     """The parsed body. DRF reads a body with no Content-Type as empty; SPEC: 415."""
     if request.content_type.split(";")[0].strip().lower() != "application/json":
@@ -74,10 +92,14 @@ def json_body(request: Request) -> Any:
     return request.data
 
 
-def deliver(requests: Sequence[PushRequest], started: float) -> list[PushReceipt]:
+def deliver(
+    request: Request, pushes: Sequence[PushRequest], started: float
+) -> list[PushReceipt]:
+    pushes = authorize(request, pushes)
     try:
-        receipts = delivery.push_batch(requests)
+        receipts = delivery.push_batch(pushes, idempotency_scope=_caller_scope(request))
     except (delivery.LayerUnavailable, DatabaseError) as exc:
+        metrics.pushes_unavailable_total.inc()
         raise ServiceUnavailable() from exc
     metrics.push_latency_seconds.observe(time.perf_counter() - started)
     return receipts
