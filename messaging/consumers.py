@@ -31,9 +31,11 @@ from messaging import (
     presence,
 )
 from messaging.delivery import ClientMessage
+from messaging.event_log import log_event
 from messaging.frames import ClientFrame, FrameError
 from messaging.handshake import HandshakeRefused, authenticate, parse_handshake
-from messaging.heartbeat import INSTANCE_NAME, heartbeat_for_loop
+from messaging.heartbeat import heartbeat_for_loop
+from messaging.instance import INSTANCE_NAME
 from messaging.recipients import RoutingRefused
 
 logger = logging.getLogger(__name__)
@@ -120,9 +122,17 @@ class BridgeConsumer(AsyncWebsocketConsumer):
         self.cursor = (
             newest if handshake.last_seq is None else min(handshake.last_seq, newest)
         )
+        self.connected_at = time.monotonic()
         async with self.stream_lock:
             await self.accept(subprotocol=self.subprotocol)
             heartbeat_for_loop().add(self)
+            log_event(
+                "connect",
+                user_id=user_id,
+                connection_id=self.connection_id,
+                instance=INSTANCE_NAME,
+                remote_addr=self.connection.remote_addr,
+            )
             metrics.connections_open.inc()
             metrics.connections_total.inc()
             await self._send_frame(
@@ -140,8 +150,17 @@ class BridgeConsumer(AsyncWebsocketConsumer):
         # Runs for refused handshakes too: undo exactly what connect() did.
         heartbeat_for_loop().discard(self)
         if self.user_id is not None:
+            close_code = self.close_code or code
             metrics.connections_open.dec()
-            metrics.disconnects_total.labels(code=str(self.close_code or code)).inc()
+            metrics.disconnects_total.labels(code=str(close_code)).inc()
+            log_event(
+                "disconnect",
+                user_id=self.user_id,
+                connection_id=self.connection_id,
+                instance=INSTANCE_NAME,
+                code=close_code,
+                duration_s=round(time.monotonic() - self.connected_at, 3),
+            )
         try:
             await asyncio.wait_for(
                 self._undo_registration(), settings.BRIDGE_LAYER_TIMEOUT
@@ -205,6 +224,13 @@ class BridgeConsumer(AsyncWebsocketConsumer):
             await presence.unregister(self.connection)
 
     async def _refuse_handshake(self, refusal: HandshakeRefused) -> None:
+        log_event(
+            "handshake_refused",
+            code=refusal.close_code,
+            error=refusal.error_code,
+            connection_id=self.connection_id,
+            instance=INSTANCE_NAME,
+        )
         # Accept first so that browsers can read the close code (SPEC §2).
         await self.accept(subprotocol=self.subprotocol)
         await self._close_with_error(
@@ -275,6 +301,14 @@ class BridgeConsumer(AsyncWebsocketConsumer):
             raise FrameError(refused.code, refused.message, frame.ref) from None
         except (delivery.LayerUnavailable, DatabaseError):
             raise FrameError("unavailable", "try again later", frame.ref) from None
+        log_event(
+            "client_message",
+            user_id=self.user_id,
+            connection_id=self.connection_id,
+            instance=INSTANCE_NAME,
+            message_id=receipt.message_id,
+            recipients=len(receipt.recipients),
+        )
         await self._send_frame(
             frames.ack_frame(
                 ref=frame.ref,
@@ -294,6 +328,13 @@ class BridgeConsumer(AsyncWebsocketConsumer):
 
     async def _refuse_frame(self, error: FrameError) -> None:
         metrics.frames_refused_total.labels(code=error.code).inc()
+        log_event(
+            "frame_refused",
+            user_id=self.user_id,
+            connection_id=self.connection_id,
+            instance=INSTANCE_NAME,
+            code=error.code,
+        )
         now = time.monotonic()
         self.refusals.append(now)
         while self.refusals and now - self.refusals[0] > REFUSAL_WINDOW_SECONDS:

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import socket
 import time
 from typing import Protocol
 
@@ -26,13 +24,9 @@ from django.db import DatabaseError
 from redis.exceptions import RedisError
 
 from messaging import frames, history, metrics, presence
+from messaging.instance import INSTANCE_NAME, STARTED_AT
 
 logger = logging.getLogger(__name__)
-
-INSTANCE_NAME = os.environ.get("BRIDGE_INSTANCE_NAME") or (
-    f"{socket.gethostname()}:{os.getpid()}"
-)
-STARTED_AT = frames.now_text()
 
 
 class Beating(Protocol):

@@ -17,7 +17,9 @@ from rest_framework.views import APIView
 from accounts.authentication import caller_may, requires
 from messaging import delivery, metrics
 from messaging.delivery import PushReceipt, PushRequest
+from messaging.event_log import log_event
 from messaging.exceptions import ServiceUnavailable
+from messaging.instance import INSTANCE_NAME
 from messaging.serializers import (
     BatchReplySerializer,
     BatchSerializer,
@@ -101,5 +103,15 @@ def deliver(
     except (delivery.LayerUnavailable, DatabaseError) as exc:
         metrics.pushes_unavailable_total.inc()
         raise ServiceUnavailable() from exc
-    metrics.push_latency_seconds.observe(time.perf_counter() - started)
+    elapsed = time.perf_counter() - started
+    metrics.push_latency_seconds.observe(elapsed)
+    log_event(
+        "push",
+        sender=pushes[0].sender if len(pushes) == 1 else None,
+        messages=len(pushes),
+        recipients=sum(len(r.recipients) for r in receipts),
+        replayed=sum(r.replayed is not None for r in receipts),
+        instance=INSTANCE_NAME,
+        ms=round(elapsed * 1000, 2),
+    )
     return receipts

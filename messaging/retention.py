@@ -1,0 +1,68 @@
+"""Retention (SPEC §5): drop stored messages older than BRIDGE_HISTORY_TTL and
+beyond BRIDGE_HISTORY_MAX_PER_USER per user, in small batches so that a purge
+never holds the write lock long enough to stall pushes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.db import transaction
+from django.db.models import Exists, OuterRef, QuerySet
+from django.utils import timezone
+
+from messaging import idempotency
+from messaging.models import InboxEntry, Message, UserSequence
+
+BATCH = 1000
+
+
+@dataclass(frozen=True)
+class PurgeResult:
+    expired_messages: int
+    entries_over_limit: int
+    orphaned_messages: int
+    idempotency_records: int
+
+
+def purge(
+    *,
+    ttl_seconds: int,
+    max_per_user: int,
+    now: datetime | None = None,
+    batch: int = BATCH,
+) -> PurgeResult:
+    cutoff = (now or timezone.now()) - timedelta(seconds=ttl_seconds)
+    expired = _delete_in_batches(
+        Message.objects.filter(created_at__lt=cutoff), batch
+    )  # their inbox entries go with them (CASCADE)
+    over_limit = 0
+    crowded = UserSequence.objects.filter(last_seq__gt=max_per_user).values_list(
+        "user_id", "last_seq"
+    )
+    for user_id, last_seq in crowded.iterator():
+        # Seqs are dense per user, so "newest max_per_user" is a seq range.
+        over_limit += _delete_in_batches(
+            InboxEntry.objects.filter(
+                user_id=user_id, seq__lte=last_seq - max_per_user
+            ),
+            batch,
+        )
+    orphaned = _delete_in_batches(
+        Message.objects.filter(
+            ~Exists(InboxEntry.objects.filter(message_id=OuterRef("pk")))
+        ),
+        batch,
+    )
+    return PurgeResult(expired, over_limit, orphaned, idempotency.purge_expired())
+
+
+def _delete_in_batches(queryset: QuerySet, batch: int) -> int:
+    total = 0
+    while True:
+        ids = list(queryset.values_list("pk", flat=True)[:batch])
+        if not ids:
+            return total
+        with transaction.atomic():
+            queryset.model.objects.filter(pk__in=ids).delete()
+        total += len(ids)
