@@ -83,7 +83,8 @@ APPEND_SLASH = False
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [],
+        # Project templates first: they extend the admin's own (admin/index.html).
+        "DIRS": [BASE_DIR / "bridge_project" / "templates"],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [

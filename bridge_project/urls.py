@@ -3,6 +3,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView
 
 from bridge_project.health import HealthView, MetricsView
+from messaging.admin_views import live_connections
 
 urlpatterns = [
     path("", include("messaging.urls")),
@@ -13,6 +14,11 @@ urlpatterns = [
         "api/schema",
         SpectacularAPIView.as_view(authentication_classes=[], permission_classes=[]),
         name="schema",
+    ),
+    path(
+        "admin/live-connections/",
+        admin.site.admin_view(live_connections),
+        name="live-connections",
     ),
     path("admin/", admin.site.urls),
 ]

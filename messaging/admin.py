@@ -1,8 +1,14 @@
-"""The message store in the admin: read-only, newest first."""
+"""The message store in the admin (read-only), and live presence for bots."""
 
+import threading
+
+from asgiref.sync import async_to_sync
 from django.contrib import admin
 from django.http import HttpRequest
 
+from accounts.admin import PublicAccountAdmin
+from accounts.models import PublicAccount
+from messaging import delivery, operations, presence
 from messaging.models import InboxEntry, Message
 
 
@@ -40,3 +46,37 @@ class InboxEntryAdmin(ReadOnlyAdmin):
     @admin.display(ordering="message__created_at")
     def created_at(self, entry: InboxEntry):
         return entry.message.created_at
+
+
+# accounts never imports messaging, so the bot list gets its live column here.
+admin.site.unregister(PublicAccount)
+
+
+@admin.register(PublicAccount)
+class PublicAccountWithPresenceAdmin(PublicAccountAdmin):
+    list_display = (
+        "handle",
+        "display_name",
+        "is_active",
+        "live_connections",
+        "created_at",
+    )
+    _counts = threading.local()
+
+    def changelist_view(self, request: HttpRequest, extra_context=None):
+        # One Redis round trip for the whole page, not one per row.
+        handles = list(PublicAccount.objects.values_list("handle", flat=True))
+        try:
+            self._counts.value = async_to_sync(operations.with_deadline)(
+                presence.connection_counts, handles
+            )
+        except delivery.LayerUnavailable:
+            self._counts.value = None
+        return super().changelist_view(request, extra_context)
+
+    @admin.display(description="Online now")
+    def live_connections(self, account: PublicAccount) -> str:
+        counts = getattr(self._counts, "value", None)
+        if counts is None:
+            return "?"
+        return str(counts.get(account.handle, 0))
