@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -25,14 +24,21 @@ from redis.exceptions import RedisError
 
 from accounts import selectors
 from accounts.mentions import mention_candidates
-from messaging import frames, groups, idempotency, layer_health, metrics, presence
-from messaging.models import InboxEntry, Message, UserSequence
+from messaging import (
+    frames,
+    groups,
+    idempotency,
+    layer_health,
+    metrics,
+    presence,
+    store,
+)
 from messaging.recipients import (
     DIRECT,
-    Recipient,
     client_message_recipients,
     decide_recipients,
 )
+from messaging.store import Planned
 
 logger = logging.getLogger(__name__)
 
@@ -102,14 +108,6 @@ class PushReceipt:
 class _Outgoing:
     group: str
     event: dict[str, Any]
-
-
-@dataclass
-class _Planned:
-    request: PushRequest
-    message_id: uuid.UUID
-    recipients: list[Recipient]
-    seqs: dict[str, int]
 
 
 @dataclass(frozen=True)
@@ -205,7 +203,7 @@ def _plan_and_store_client_message(message: ClientMessage):
         sender=message.sender,
         text=message.text,
     )
-    plan = _Planned(request, uuid.uuid4(), recipients, seqs={})
+    plan = Planned(request, uuid.uuid4(), recipients)
     return plan, _store([plan])
 
 
@@ -237,7 +235,7 @@ _NOBODY = _Audience(connections={})
 
 
 async def _publish_and_count(
-    outgoing: Sequence[_Outgoing], planned: Sequence[_Planned]
+    outgoing: Sequence[_Outgoing], planned: Sequence[Planned]
 ) -> _Audience:
     """Publish, and meanwhile count the recipients' connections (one round trip).
 
@@ -254,7 +252,7 @@ async def _publish_and_count(
 
 
 async def _publish_after_commit(
-    outgoing: Sequence[_Outgoing], planned: Sequence[_Planned]
+    outgoing: Sequence[_Outgoing], planned: Sequence[Planned]
 ) -> _Audience:
     """Publish after commit. Stored messages survive a failed publish (they are
     delivered by catch-up), so only a push with nothing stored is refused."""
@@ -293,9 +291,9 @@ async def check_layer() -> None:
     await publish([_Outgoing(groups.HEALTH_GROUP, {"type": "bridge.health"})])
 
 
-def _plan(request: PushRequest) -> _Planned:
+def _plan(request: PushRequest) -> Planned:
     if request.broadcast:
-        return _Planned(request, uuid.uuid4(), [], seqs={})
+        return Planned(request, uuid.uuid4(), [])
     # The selector answers from a per-process cache: at most one query per
     # batch, however many messages mention someone.
     mentioned = (
@@ -306,17 +304,17 @@ def _plan(request: PushRequest) -> _Planned:
     recipients = decide_recipients(
         targets=request.targets, mentioned=mentioned, sender=request.sender
     )
-    return _Planned(request, uuid.uuid4(), recipients, seqs={})
+    return Planned(request, uuid.uuid4(), recipients)
 
 
 @transaction.atomic
-def _store(planned: list[_Planned], idempotency_scope: str | None = None):
+def _store(planned: list[Planned], idempotency_scope: str | None = None):
     """Write messages, inbox entries and idempotency records and assign seqs, in
     one transaction; returns the push time."""
     created_at = timezone.now()
     durable = [plan for plan in planned if plan.request.persist and plan.recipients]
     if durable:
-        _store_durable(durable, created_at)
+        store.save_messages(durable, created_at)
     if idempotency_scope is not None:
         idempotency.record(
             idempotency_scope,
@@ -329,58 +327,7 @@ def _store(planned: list[_Planned], idempotency_scope: str | None = None):
     return created_at
 
 
-def _store_durable(durable: list[_Planned], created_at) -> None:
-    wanted = Counter(r.user_id for plan in durable for r in plan.recipients)
-    next_seq = _reserve_seqs(wanted)
-    entries = []
-    for plan in durable:
-        for recipient in plan.recipients:
-            seq = next_seq[recipient.user_id]
-            next_seq[recipient.user_id] = seq + 1
-            plan.seqs[recipient.user_id] = seq
-            entries.append(
-                InboxEntry(
-                    message_id=plan.message_id,
-                    user_id=recipient.user_id,
-                    seq=seq,
-                    mentions=list(recipient.mentions),
-                )
-            )
-    Message.objects.bulk_create(
-        Message(
-            id=plan.message_id,
-            event=plan.request.event,
-            sender=plan.request.sender,
-            data=plan.request.data,
-            created_at=created_at,
-        )
-        for plan in durable
-    )
-    InboxEntry.objects.bulk_create(entries, batch_size=500)
-    metrics.messages_stored_total.inc(len(entries))
-
-
-def _reserve_seqs(wanted: Counter[str]) -> dict[str, int]:
-    """Lock each user's counter (in a fixed order, so pushes cannot deadlock) and
-    hand out `wanted[user]` consecutive seqs; returns the first one per user."""
-    users = sorted(wanted)
-    UserSequence.objects.bulk_create(
-        [UserSequence(user_id=user_id) for user_id in users], ignore_conflicts=True
-    )
-    counters = list(
-        UserSequence.objects.select_for_update()
-        .filter(user_id__in=users)
-        .order_by("user_id")
-    )
-    first = {}
-    for counter in counters:
-        first[counter.user_id] = counter.last_seq + 1
-        counter.last_seq += wanted[counter.user_id]
-    UserSequence.objects.bulk_update(counters, ["last_seq"], batch_size=500)
-    return first
-
-
-def _events(plan: _Planned, created_at) -> list[_Outgoing]:
+def _events(plan: Planned, created_at) -> list[_Outgoing]:
     request = plan.request
     if request.broadcast:
         frame = _frame(plan, created_at, recipient=None, seq=None, mentions=())
@@ -422,7 +369,7 @@ def _replayed(reply: dict[str, Any]) -> PushReceipt:
     return PushReceipt(message_id=reply["id"], replayed=reply)
 
 
-def _receipt(plan: _Planned, audience: _Audience) -> PushReceipt:
+def _receipt(plan: Planned, audience: _Audience) -> PushReceipt:
     if plan.request.broadcast:
         return PushReceipt(
             message_id=str(plan.message_id),

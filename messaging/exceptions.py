@@ -69,6 +69,9 @@ def error_response_handler(exc: Exception, context: dict) -> Response | None:
     else:
         message, detail = str(exc.detail), {}
     headers = {}
+    # Set by DRF on 401s from the first authentication class's challenge.
+    if getattr(exc, "auth_header", None):
+        headers["WWW-Authenticate"] = exc.auth_header
     if isinstance(exc, exceptions.Throttled) and exc.wait is not None:
         headers["Retry-After"] = str(max(1, int(exc.wait + 0.999)))
     return Response(

@@ -43,18 +43,7 @@ class PushSerializer(serializers.Serializer):
     )
 
     def to_internal_value(self, data: Any) -> dict[str, Any]:
-        if not isinstance(data, dict):
-            raise serializers.ValidationError(
-                {"non_field_errors": ["A push must be a JSON object."]}, code="invalid"
-            )
-        unknown = sorted(set(data) - set(self.fields))
-        if unknown:
-            raise serializers.ValidationError(
-                {
-                    name: [serializers.ErrorDetail("Unknown field.", "unknown_field")]
-                    for name in unknown
-                }
-            )
+        _require_known_fields(self, data, "A push")
         return super().to_internal_value(data)
 
     def validate_user_ids(self, value: list[str]) -> list[str]:
@@ -125,6 +114,24 @@ class PushSerializer(serializers.Serializer):
         )
 
 
+def _require_known_fields(
+    serializer: serializers.Serializer, data: Any, what: str
+) -> None:
+    """A body must be an object of known fields: a typo is an error, not ignored."""
+    if not isinstance(data, dict):
+        raise serializers.ValidationError(
+            {"non_field_errors": [f"{what} must be a JSON object."]}, code="invalid"
+        )
+    unknown = sorted(set(data) - set(serializer.fields))
+    if unknown:
+        raise serializers.ValidationError(
+            {
+                name: [serializers.ErrorDetail("Unknown field.", "unknown_field")]
+                for name in unknown
+            }
+        )
+
+
 def mention_text(payload: Any) -> str | None:
     """Mentions are read from `message`, i.e. `data.text` (SPEC §6)."""
     if isinstance(payload, dict) and isinstance(payload.get("text"), str):
@@ -171,18 +178,7 @@ class BatchSerializer(serializers.Serializer):
         return validated
 
     def to_internal_value(self, data: Any) -> dict[str, Any]:
-        if not isinstance(data, dict):
-            raise serializers.ValidationError(
-                {"non_field_errors": ["A batch must be a JSON object."]}
-            )
-        unknown = sorted(set(data) - set(self.fields))
-        if unknown:
-            raise serializers.ValidationError(
-                {
-                    name: [serializers.ErrorDetail("Unknown field.", "unknown_field")]
-                    for name in unknown
-                }
-            )
+        _require_known_fields(self, data, "A batch")
         return super().to_internal_value(data)
 
     def push_requests(self) -> list[PushRequest]:
