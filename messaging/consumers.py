@@ -5,17 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import time
 import uuid
 from collections import deque
 
 from channels.db import database_sync_to_async
-from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
-from channels.layers import get_channel_layer
-from channels.utils import await_many_dispatch
 from django.conf import settings
 from django.db import DatabaseError
 from redis.exceptions import RedisError
@@ -55,29 +51,6 @@ class BridgeConsumer(AsyncWebsocketConsumer):
     registered = False
     joined = False
 
-    async def __call__(self, scope, receive, send):
-        # Channels' AsyncConsumer.__call__, except that creating the layer channel
-        # may fail: with the pub/sub layer it is a Redis SUBSCRIBE, and when Redis
-        # is down the client must get SPEC's 1013, not a failed handshake.
-        self.scope = scope
-        self.base_send = send
-        self.channel_layer = get_channel_layer(self.channel_layer_alias)
-        self.layer_error: Exception | None = None
-        layer_health.ensure_watching()
-        sources = [receive]
-        try:
-            self.channel_name = await asyncio.wait_for(
-                self.channel_layer.new_channel(), settings.BRIDGE_LAYER_TIMEOUT
-            )
-        except LAYER_ERRORS as exc:
-            self.layer_error = exc
-        else:
-            sources.append(
-                functools.partial(self.channel_layer.receive, self.channel_name)
-            )
-        with contextlib.suppress(StopConsumer):
-            await await_many_dispatch(sources, self.dispatch)
-
     async def dispatch(self, message):
         # Channels closes stale database connections through a thread hop before
         # every event; our database calls go through database_sync_to_async, which
@@ -90,6 +63,7 @@ class BridgeConsumer(AsyncWebsocketConsumer):
     # --- lifecycle -------------------------------------------------------------
 
     async def connect(self) -> None:
+        layer_health.ensure_watching()
         self.connection_id = uuid.uuid4().hex
         self.refusals: deque[float] = deque()
         self.sent_messages: deque[float] = deque()
@@ -101,8 +75,6 @@ class BridgeConsumer(AsyncWebsocketConsumer):
             handshake = parse_handshake(self.scope)
             self.subprotocol = handshake.subprotocol
             user_id = await authenticate(handshake, self.scope)
-            if self.layer_error is not None:
-                raise _unavailable()
             # Both are Redis round trips on different connections: overlap them.
             # A refused registration (4429) leaves the joined groups on disconnect.
             outcomes = await asyncio.gather(
