@@ -27,5 +27,8 @@ USER bridge
 
 EXPOSE 8000
 
-# --websocket-max-message-size must equal BRIDGE_MAX_FRAME_BYTES (default 65536).
-CMD ["daphne", "-b", "0.0.0.0", "-p", "8000", "--websocket-max-message-size", "65536", "bridge_project.asgi:application"]
+# The command line of bridge_project/serve.py's daphne_command(): daphne's own
+# frame ceiling is max(1 MiB, 2 x BRIDGE_MAX_FRAME_BYTES), so that Bridge itself
+# closes oversized frames with 1009 (raise it if BRIDGE_MAX_FRAME_BYTES goes above
+# 524288); handshakes may take up to 30 s under a burst of connects.
+CMD ["daphne", "-b", "0.0.0.0", "-p", "8000", "--websocket-max-message-size", "1048576", "--websocket_connect_timeout", "30", "bridge_project.asgi:application"]

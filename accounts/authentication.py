@@ -5,11 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from django.conf import settings
+from django.db import DatabaseError
 from rest_framework import authentication, exceptions, permissions
 from rest_framework.request import Request
 
 from accounts.keys import api_key_authenticate
 from accounts.models import ApiKey
+from bridge_project.api_errors import ServiceUnavailable
 
 
 @dataclass(frozen=True)
@@ -58,7 +60,11 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
             raw = header[1].decode("ascii")
         except UnicodeDecodeError:
             raise exceptions.AuthenticationFailed("Invalid API key.") from None
-        key = api_key_authenticate(raw)
+        try:
+            key = api_key_authenticate(raw)
+        except DatabaseError:
+            # SPEC §6: a database outage is a 503, never a 500.
+            raise ServiceUnavailable() from None
         if key is None:
             raise exceptions.AuthenticationFailed("Invalid or revoked API key.")
         caller = Caller(

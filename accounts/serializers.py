@@ -9,4 +9,5 @@ class TokenRequestSerializer(serializers.Serializer):
 
 class TokenReplySerializer(serializers.Serializer):
     token = serializers.CharField()
-    expires_at = serializers.DateTimeField()
+    # SPEC's time format: UTC with milliseconds and a Z.
+    expires_at = serializers.DateTimeField(format="%Y-%m-%dT%H:%M:%S.000Z")

@@ -1,31 +1,58 @@
-"""json.loads for untrusted input: RFC 8259 only, and no RecursionError escapes."""
+"""json.loads for untrusted input: RFC 8259 only, and bounded depth.
+
+Python's json accepts NaN, Infinity and 1e400 (which becomes inf), none of which
+other JSON parsers or the database accept; parses nesting deep enough that
+re-encoding it later raises RecursionError; and returns strings holding lone
+surrogates ("\\ud800"), which cannot be encoded as UTF-8. Each is a ValueError
+here, so callers answer 400 / invalid_json instead of failing later.
+"""
 
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
+
+MAX_DEPTH = 100
 
 
 def _reject_constant(name: str) -> None:
     raise ValueError(f"{name} is not valid JSON")
 
 
-def loads(text: str) -> Any:
-    """Parse `text`; every malformed input raises ValueError.
+def _finite_float(text: str) -> float:
+    number = float(text)
+    if not math.isfinite(number):
+        raise ValueError(f"{text} is out of range")
+    return number
 
-    Python's json accepts NaN and Infinity, which no other JSON parser does,
-    raises RecursionError on input such as '[' * 100000, and returns strings
-    holding lone surrogates."""
+
+def loads(text: str) -> Any:
+    """Parse `text`; every malformed or hostile input raises ValueError."""
     try:
-        value = json.loads(text, parse_constant=_reject_constant)
+        value = json.loads(
+            text, parse_constant=_reject_constant, parse_float=_finite_float
+        )
     except RecursionError:
         raise ValueError("nested too deeply") from None
-    # "\ud800" parses into a lone surrogate, a str that cannot be encoded as
-    # UTF-8 later; a valid pair parses into one character. Only escaped input
-    # can hold one, so the walk is skipped for almost every body.
+    # Both walks are skipped for almost every body: deep nesting needs at least
+    # MAX_DEPTH brackets, and a lone surrogate needs a \u escape.
+    if text.count("[") + text.count("{") > MAX_DEPTH:
+        _check_depth(value)
     if "\\ud" in text or "\\uD" in text:
         _reject_surrogates(value)
     return value
+
+
+def _check_depth(value: Any) -> None:
+    pending = [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, dict | list):
+            if depth > MAX_DEPTH:
+                raise ValueError(f"nested deeper than {MAX_DEPTH} levels")
+            children = item.values() if isinstance(item, dict) else item
+            pending.extend((child, depth + 1) for child in children)
 
 
 def _reject_surrogates(value: Any) -> None:

@@ -50,6 +50,7 @@ class BridgeConsumer(AsyncWebsocketConsumer):
     close_code: int | None = None
     registered = False
     joined = False
+    leaving = False
 
     async def dispatch(self, message):
         # Channels closes stale database connections through a thread hop before
@@ -120,6 +121,7 @@ class BridgeConsumer(AsyncWebsocketConsumer):
 
     async def disconnect(self, code: int) -> None:
         # Runs for refused handshakes too: undo exactly what connect() did.
+        self.leaving = True
         heartbeat_for_loop().discard(self)
         if self.user_id is not None:
             close_code = self.close_code or code
@@ -218,6 +220,8 @@ class BridgeConsumer(AsyncWebsocketConsumer):
 
     async def heartbeat(self, latest_seq: int) -> None:
         """Ping, re-join groups, and catch up on anything the live path missed."""
+        if self.leaving:
+            return  # disconnect() has begun: re-joining would fail or leak
         with contextlib.suppress(*LAYER_ERRORS):
             await asyncio.wait_for(self._add_to_groups(), settings.BRIDGE_LAYER_TIMEOUT)
         await self._send_frame(frames.ping_frame())

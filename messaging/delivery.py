@@ -137,27 +137,35 @@ def push_batch(
         planned = [_plan(request) for request in fresh]
         if planned and (layer_health.circuit.is_open or not layer_health.is_watched()):
             async_to_sync(check_layer)()
+        # A recorded reply is final, so keyed pushes count connections before
+        # storing (one more round trip); others count while publishing.
+        keyed = [
+            p.request.idempotency_key for p in planned if p.request.idempotency_key
+        ]
+        counted = async_to_sync(_count)(planned) if keyed else None
         try:
-            created_at = _store(planned, idempotency_scope)
+            created_at = _store(planned, idempotency_scope, counted or _NOBODY)
             break
         except IntegrityError:
             if attempt == 2:
                 raise
             # A concurrent push with the same key committed first: replay it.
-    audience = _NOBODY
+    audience = counted or _NOBODY
     if planned:
         outgoing = [item for plan in planned for item in _events(plan, created_at)]
-        audience = async_to_sync(_publish_after_commit)(outgoing, planned)
+        try:
+            sent = async_to_sync(_publish_after_commit)(
+                outgoing, planned, count=counted is None
+            )
+        except LayerUnavailable:
+            # Nothing was stored (live-only pushes), so nothing was accepted:
+            # a retry with the same key must send, not replay.
+            idempotency.forget(idempotency_scope, keyed)
+            raise
+        audience = counted or sent
     metrics.messages_pushed_total.inc(len(planned))
     metrics.batch_size.observe(len(requests))
     receipts = {id(plan.request): _receipt(plan, audience) for plan in planned}
-    keyed = {
-        plan.request.idempotency_key: receipts[id(plan.request)].reply()
-        for plan in planned
-        if plan.request.idempotency_key
-    }
-    if keyed:
-        idempotency.update_replies(idempotency_scope, keyed)
     return [
         receipts[id(request)]
         if id(request) in receipts
@@ -235,14 +243,15 @@ _NOBODY = _Audience(connections={})
 
 
 async def _publish_and_count(
-    outgoing: Sequence[_Outgoing], planned: Sequence[Planned]
+    outgoing: Sequence[_Outgoing], planned: Sequence[Planned], *, count: bool = True
 ) -> _Audience:
     """Publish, and meanwhile count the recipients' connections (one round trip).
 
     Counting is informational: if only it fails, the push still succeeded."""
-    users = [r.user_id for plan in planned for r in plan.recipients]
-    wants_online = any(plan.request.broadcast for plan in planned)
-    counting = asyncio.ensure_future(_count(users, wants_online))
+    if not count:
+        await publish(outgoing)
+        return _NOBODY
+    counting = asyncio.ensure_future(_count(planned))
     try:
         await publish(outgoing)
     except LayerUnavailable:
@@ -252,12 +261,12 @@ async def _publish_and_count(
 
 
 async def _publish_after_commit(
-    outgoing: Sequence[_Outgoing], planned: Sequence[Planned]
+    outgoing: Sequence[_Outgoing], planned: Sequence[Planned], *, count: bool = True
 ) -> _Audience:
     """Publish after commit. Stored messages survive a failed publish (they are
     delivered by catch-up), so only a push with nothing stored is refused."""
     try:
-        return await _publish_and_count(outgoing, planned)
+        return await _publish_and_count(outgoing, planned, count=count)
     except LayerUnavailable:
         if not any(plan.seqs for plan in planned):
             raise
@@ -268,7 +277,9 @@ async def _publish_after_commit(
         return _Audience(connections={})
 
 
-async def _count(users: list[str], wants_online: bool) -> _Audience:
+async def _count(planned: Sequence[Planned]) -> _Audience:
+    users = [r.user_id for plan in planned for r in plan.recipients]
+    wants_online = any(plan.request.broadcast for plan in planned)
     try:
         async with asyncio.timeout(settings.BRIDGE_LAYER_TIMEOUT):
             counts = await presence.connection_counts(users)
@@ -308,7 +319,11 @@ def _plan(request: PushRequest) -> Planned:
 
 
 @transaction.atomic
-def _store(planned: list[Planned], idempotency_scope: str | None = None):
+def _store(
+    planned: list[Planned],
+    idempotency_scope: str | None = None,
+    audience: _Audience | None = None,
+):
     """Write messages, inbox entries and idempotency records and assign seqs, in
     one transaction; returns the push time."""
     created_at = timezone.now()
@@ -319,7 +334,9 @@ def _store(planned: list[Planned], idempotency_scope: str | None = None):
         idempotency.record(
             idempotency_scope,
             {
-                plan.request.idempotency_key: _receipt(plan, _NOBODY).reply()
+                plan.request.idempotency_key: _receipt(
+                    plan, audience or _NOBODY
+                ).reply()
                 for plan in planned
                 if plan.request.idempotency_key
             },

@@ -7,24 +7,12 @@ from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.http import Http404, JsonResponse
-from rest_framework import exceptions, status
+from rest_framework import exceptions
 from rest_framework.response import Response
 
+from bridge_project.api_errors import PayloadTooLarge, ServiceUnavailable
+
 logger = logging.getLogger(__name__)
-
-
-class PayloadTooLarge(exceptions.APIException):
-    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
-    default_detail = "The request body is too large."
-    default_code = "too_large"
-
-
-class ServiceUnavailable(exceptions.APIException):
-    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
-    default_detail = (
-        "A backing service is unavailable; nothing was accepted. Retry later."
-    )
-    default_code = "unavailable"
 
 
 # DRF exception class -> SPEC error code. Checked in order; subclasses first.
@@ -60,7 +48,10 @@ def error_response_handler(exc: Exception, context: dict) -> Response | None:
         exc = exceptions.PermissionDenied()
     if not isinstance(exc, exceptions.APIException):
         return None  # a bug: Django's handler500 answers, in the same shape
-    code = next((c for cls, c in _CODES if isinstance(exc, cls)), "error")
+    code = next(
+        (c for cls, c in _CODES if isinstance(exc, cls)),
+        getattr(exc, "default_code", "error"),
+    )
     if isinstance(exc, exceptions.ValidationError):
         message, detail = _MESSAGES["invalid"], _validation_detail(exc.detail)
     elif isinstance(exc, exceptions.ParseError):

@@ -9,6 +9,7 @@ from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
 from django.conf import settings
+from django.db import DatabaseError
 
 from accounts.identifiers import is_user_id
 from accounts.keys import api_key_authenticate, looks_like_api_key
@@ -98,7 +99,10 @@ async def authenticate(handshake: Handshake, scope: dict) -> str:
 
 async def _token_owner(token: str) -> str:
     if looks_like_api_key(token):
-        handle = await _api_key_account(token)
+        try:
+            handle = await _api_key_account(token)
+        except DatabaseError:
+            raise HandshakeRefused(1013, "unavailable", "try again later") from None
         if handle is None:
             raise _unauthenticated("invalid or revoked API key")
         return handle
@@ -162,6 +166,12 @@ def _last_seq(params: dict[str, list[str]]) -> int | None:
     raw = _single(params, "last_seq")
     if raw is None:
         return None
-    if not raw.isascii() or not raw.isdigit() or int(raw) > MAX_LAST_SEQ:
+    # The length check comes first: int() refuses strings over 4,300 digits.
+    if (
+        len(raw) > 19
+        or not raw.isascii()
+        or not raw.isdigit()
+        or int(raw) > MAX_LAST_SEQ
+    ):
         raise _bad_request("last_seq must be a non-negative integer")
     return int(raw)

@@ -69,12 +69,17 @@ class Heartbeat:
             else:
                 alive.append(member)
         latest = await _latest_seqs({m.connection.user_id for m in alive})
-        await asyncio.gather(
+        # One connection failing (say, closing mid-beat) must not stop the others.
+        outcomes = await asyncio.gather(
             *(
                 member.heartbeat(latest.get(member.connection.user_id, 0))
                 for member in alive
-            )
+            ),
+            return_exceptions=True,
         )
+        for outcome in outcomes:
+            if isinstance(outcome, Exception):
+                logger.warning("heartbeat of one connection failed: %r", outcome)
         try:
             seen = frames.now_text()
             for member in alive:

@@ -43,10 +43,10 @@ def record(scope: str, replies: Mapping[str, dict[str, Any]]) -> None:
     )
 
 
-def update_replies(scope: str, replies: Mapping[str, dict[str, Any]]) -> None:
-    """Fill in what was known only after sending (online, connections)."""
-    for key, reply in replies.items():
-        IdempotencyRecord.objects.filter(scope=scope, key=key).update(reply=reply)
+def forget(scope: str, keys: Iterable[str]) -> None:
+    keys = list(keys)
+    if keys:
+        IdempotencyRecord.objects.filter(scope=scope, key__in=keys).delete()
 
 
 def purge_expired() -> int:

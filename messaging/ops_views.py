@@ -14,8 +14,8 @@ from rest_framework.views import APIView
 
 from accounts.authentication import requires
 from accounts.identifiers import is_user_id
+from bridge_project.api_errors import ServiceUnavailable
 from messaging import delivery, history, operations
-from messaging.exceptions import ServiceUnavailable
 
 MAX_PAGE = 1000
 
@@ -139,7 +139,8 @@ def _int_param(
     raw = request.query_params.get(name)
     if raw is None:
         return default
-    if not raw.isascii() or not raw.isdigit() or not minimum <= int(raw) <= maximum:
+    valid = len(raw) <= 19 and raw.isascii() and raw.isdigit()
+    if not valid or not minimum <= int(raw) <= maximum:
         raise ValidationError(
             {name: [f"Must be an integer from {minimum} to {maximum}."]}
         )

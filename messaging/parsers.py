@@ -9,7 +9,7 @@ from rest_framework.exceptions import ParseError
 from rest_framework.parsers import BaseParser
 
 from bridge_project import strict_json
-from messaging.exceptions import PayloadTooLarge
+from bridge_project.api_errors import PayloadTooLarge
 
 
 class StrictJSONParser(BaseParser):

@@ -15,10 +15,10 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.authentication import caller_may, requires
+from bridge_project.api_errors import ServiceUnavailable
 from messaging import delivery, metrics
 from messaging.delivery import PushReceipt, PushRequest
 from messaging.event_log import log_event
-from messaging.exceptions import ServiceUnavailable
 from messaging.instance import INSTANCE_NAME
 from messaging.serializers import (
     BatchReplySerializer,

@@ -71,3 +71,15 @@ def daphne_factory(
 @pytest.fixture
 def daphne(daphne_factory: Callable[..., DaphneProcess]) -> DaphneProcess:
     return daphne_factory()
+
+
+@pytest.fixture
+def default_public_accounts(db) -> None:
+    """The accounts the data migration creates, back after a transactional test
+    flushed them (Django's serialized_rollback clashes with content types)."""
+    from accounts import selectors
+    from accounts.models import DEFAULT_HANDLES, PublicAccount
+
+    for handle in DEFAULT_HANDLES:
+        PublicAccount.objects.get_or_create(handle=handle)
+    selectors.invalidate_cache()

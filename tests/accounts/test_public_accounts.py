@@ -192,8 +192,9 @@ def test_a_warm_cache_answers_without_a_query(django_assert_num_queries) -> None
 # --- queries per push -----------------------------------------------------------------
 #
 # push_batch sends through the channel layer with async_to_sync, and only after
-# the transaction commits: these tests need real transactions. serialized_rollback
-# restores the default accounts that an earlier transactional test flushed.
+# the transaction commits: these tests need real transactions. The
+# default_public_accounts fixture restores what an earlier transactional test
+# flushed.
 
 
 def _push_request(user_id: str) -> PushRequest:
@@ -234,7 +235,8 @@ def _report(label: str, context: CaptureQueriesContext) -> None:
         print("   ", query["sql"][:160])
 
 
-@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("default_public_accounts")
 def test_push_with_a_mention_on_a_warm_cache_reads_no_account() -> None:
     delivery.push(_push_request("alice"))  # warms the cache
 
@@ -251,14 +253,15 @@ def test_push_with_a_mention_on_a_warm_cache_reads_no_account() -> None:
         ("ci_bot", 2),
     ]
     assert _account_selects(context) == []
-    # Reserve seqs (insert-or-ignore, lock, update), then the message and its
-    # inbox entries: one statement each, however many recipients.
-    assert len(_data_statements(context)) == 5
+    # Reserve seqs (one upsert), then the message and its inbox entries: one
+    # statement each, however many recipients.
+    assert len(_data_statements(context)) == 3
     if connection.vendor == "sqlite":
-        assert len(context) == 7  # plus BEGIN IMMEDIATE and COMMIT
+        assert len(context) == 5  # plus BEGIN IMMEDIATE and COMMIT
 
 
-@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("default_public_accounts")
 def test_push_with_a_mention_on_a_cold_cache_reads_accounts_once() -> None:
     selectors.invalidate_cache()
 
@@ -268,12 +271,13 @@ def test_push_with_a_mention_on_a_cold_cache_reads_accounts_once() -> None:
 
     assert [r.user_id for r in receipt.recipients] == ["alice", "ci_bot"]
     assert len(_account_selects(context)) == 1
-    assert len(_data_statements(context)) == 6
+    assert len(_data_statements(context)) == 4
     if connection.vendor == "sqlite":
-        assert len(context) == 8
+        assert len(context) == 6
 
 
-@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("default_public_accounts")
 def test_batch_of_100_mentions_reads_accounts_as_often_as_one_push() -> None:
     selectors.invalidate_cache()
     with CaptureQueriesContext(connection) as single:
