@@ -1,0 +1,305 @@
+"""The server under test, kept apart from the scenarios.
+
+A scenario only needs what `Target` offers: base URLs to spread clients and
+pushes over, the pids whose RSS/CPU count as "server", other pids worth
+watching (redis-server), whether the server is still alive, and its log. A
+second target (for example an in-memory reference server) is another subclass;
+`bench.run` already runs every scenario against every target it is given and
+the report prints ratios between them.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from abc import ABC, abstractmethod
+from pathlib import Path
+
+import httpx
+
+from bench.machine import REPO
+
+SERVER_ENV = {
+    "DJANGO_SETTINGS_MODULE": "bridge_project.settings",
+    "DEBUG": "1",
+    "BRIDGE_AUTH_MODE": "open",
+    "BRIDGE_HEARTBEAT_INTERVAL": "30",
+    "PYTHONUNBUFFERED": "1",
+}
+MAX_FRAME_BYTES = "65536"
+
+
+class TargetError(RuntimeError):
+    pass
+
+
+class Target(ABC):
+    """One server under test: started, measured, stopped."""
+
+    #: Short label used in tables and JSON ("bridge", "reference", ...).
+    name: str = "target"
+
+    @property
+    @abstractmethod
+    def http_urls(self) -> list[str]:
+        """Base URLs (http://host:port), one per server process."""
+
+    @property
+    def ws_urls(self) -> list[str]:
+        return [
+            "ws" + url.removeprefix("http") if url.startswith("http") else url
+            for url in self.http_urls
+        ]
+
+    def start(self) -> None:  # noqa: B027 - optional hook
+        """Bring the server up; returns when it answers."""
+
+    def stop(self) -> None:  # noqa: B027 - optional hook
+        """Tear down whatever start() brought up."""
+
+    def server_pids(self) -> list[int]:
+        """Processes whose RSS and CPU are reported as the server's."""
+        return []
+
+    def aux_pids(self) -> dict[str, list[int]]:
+        """Other processes worth measuring, by label (e.g. {"redis": [pid]})."""
+        return {}
+
+    def dead(self) -> list[str]:
+        """Descriptions of server processes that have exited."""
+        return []
+
+    def log_mark(self) -> object:
+        """An opaque position in the server log; see log_since()."""
+        return None
+
+    def log_since(self, mark: object) -> str:
+        return ""
+
+    def describe(self) -> dict:
+        return {"name": self.name, "http_urls": self.http_urls}
+
+    def __enter__(self) -> Target:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+
+class BridgeTarget(Target):
+    """Bridge as `make run` would serve it: embedded Redis, fresh SQLite, N daphnes.
+
+    Every daphne process shares the one Redis and the one database file.
+    """
+
+    name = "bridge"
+
+    def __init__(
+        self,
+        processes: int = 1,
+        extra_env: dict[str, str] | None = None,
+        keep_dir: bool = False,
+        start_timeout: float = 60.0,
+        app_dir: Path = REPO,
+    ) -> None:
+        self.processes = processes
+        self.app_dir = Path(app_dir)
+        self.extra_env = extra_env or {}
+        self.keep_dir = keep_dir
+        self.start_timeout = start_timeout
+        self.workdir: Path | None = None
+        self.redis = None
+        self._daphnes: list[tuple[int, subprocess.Popen, Path]] = []
+        self._logs: list = []
+
+    # --- lifecycle -------------------------------------------------------------
+
+    def start(self) -> None:
+        from bridge_project.embedded_redis import EmbeddedRedis, free_port
+
+        self.workdir = Path(tempfile.mkdtemp(prefix="bridge-bench-"))
+        try:
+            self.redis = EmbeddedRedis().start()
+            env = self._env()
+            self._migrate(env)
+            for index in range(self.processes):
+                port = free_port()
+                log_path = self.workdir / f"daphne-{index}.log"
+                log = open(log_path, "ab")  # noqa: SIM115 - closed in stop()
+                self._logs.append(log)
+                command = [sys.executable, "-m", "daphne", "-b", "127.0.0.1"]
+                command += ["-p", str(port)]
+                command += ["--websocket-max-message-size", MAX_FRAME_BYTES]
+                command += ["bridge_project.asgi:application"]
+                process = subprocess.Popen(
+                    command,
+                    cwd=self.app_dir,
+                    env=env,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                )
+                self._daphnes.append((port, process, log_path))
+            for port, process, log_path in self._daphnes:
+                self._wait_healthy(port, process, log_path)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _env(self) -> dict[str, str]:
+        assert self.workdir is not None and self.redis is not None
+        env = {
+            key: value
+            for key, value in os.environ.items()
+            if key not in ("DATABASE_URL", "REDIS_URL", "DJANGO_SETTINGS_MODULE")
+        }
+        env.update(SERVER_ENV)
+        env["REDIS_URL"] = self.redis.url
+        env["DATABASE_URL"] = f"sqlite:///{self.workdir / 'bench.sqlite3'}"
+        env.update(self.extra_env)
+        return env
+
+    def _migrate(self, env: dict[str, str]) -> None:
+        done = subprocess.run(
+            [sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"],
+            cwd=self.app_dir,
+            env=env,
+            capture_output=True,
+            text=True,
+        )
+        if done.returncode != 0:
+            raise TargetError(f"migrate failed:\n{done.stdout}{done.stderr}")
+
+    def _wait_healthy(self, port: int, process: subprocess.Popen, log: Path) -> None:
+        deadline = time.monotonic() + self.start_timeout
+        last = "no answer"
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise TargetError(
+                    f"daphne on :{port} exited with {process.returncode}:\n"
+                    + _tail(log.read_text(errors="replace"), 40)
+                )
+            try:
+                reply = httpx.get(f"http://127.0.0.1:{port}/health", timeout=2)
+                if reply.status_code == 200:
+                    return
+                last = f"{reply.status_code} {reply.text[:200]}"
+            except httpx.HTTPError as exc:
+                last = type(exc).__name__
+            time.sleep(0.1)
+        raise TargetError(f"daphne on :{port} not healthy ({last})")
+
+    def stop(self) -> None:
+        for _port, process, _log in self._daphnes:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for _port, process, _log in self._daphnes:
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        self._daphnes = []
+        for log in self._logs:
+            log.close()
+        self._logs = []
+        if self.redis is not None:
+            self.redis.stop()
+            # EmbeddedRedis leaves its (empty) working directory behind.
+            redis_dir = getattr(self.redis, "_dir", None)
+            if redis_dir and not self.keep_dir:
+                shutil.rmtree(redis_dir, ignore_errors=True)
+            self.redis = None
+        if self.workdir is not None and not self.keep_dir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    # --- what scenarios read ---------------------------------------------------
+
+    @property
+    def http_urls(self) -> list[str]:
+        return [f"http://127.0.0.1:{port}" for port, _p, _l in self._daphnes]
+
+    def server_pids(self) -> list[int]:
+        return [process.pid for _port, process, _log in self._daphnes]
+
+    def aux_pids(self) -> dict[str, list[int]]:
+        if self.redis is None or self.redis.process is None:
+            return {}
+        return {"redis": [self.redis.process.pid]}
+
+    def dead(self) -> list[str]:
+        return [
+            f"daphne :{port} exited with {process.returncode}"
+            for port, process, _log in self._daphnes
+            if process.poll() is not None
+        ]
+
+    def log_mark(self) -> list[int]:
+        return [log.stat().st_size for _port, _p, log in self._daphnes]
+
+    def log_since(self, mark: object) -> str:
+        assert isinstance(mark, list)
+        parts = []
+        for (port, _p, log), offset in zip(self._daphnes, mark, strict=True):
+            with open(log, "rb") as handle:
+                handle.seek(offset)
+                text = handle.read().decode(errors="replace")
+            if text.strip():
+                prefix = f"[daphne :{port}] " if len(self._daphnes) > 1 else ""
+                parts.extend(prefix + line for line in text.splitlines())
+        return "\n".join(parts)
+
+    def describe(self) -> dict:
+        return {
+            "name": self.name,
+            "processes": self.processes,
+            "app_dir": str(self.app_dir),
+            "http_urls": self.http_urls,
+            "workdir": str(self.workdir) if self.keep_dir else None,
+            "extra_env": self.extra_env,
+        }
+
+
+class ExternalTarget(Target):
+    """A server someone else started (--target URL). Pids are optional."""
+
+    name = "external"
+
+    def __init__(self, urls: list[str], pids: list[int] | None = None) -> None:
+        self._urls = [url.rstrip("/") for url in urls]
+        self._pids = pids or []
+
+    @property
+    def http_urls(self) -> list[str]:
+        return self._urls
+
+    def start(self) -> None:
+        for url in self._urls:
+            try:
+                reply = httpx.get(f"{url}/health", timeout=5)
+            except httpx.HTTPError as exc:
+                raise TargetError(f"{url}/health: {type(exc).__name__}") from exc
+            if reply.status_code != 200:
+                raise TargetError(f"{url}/health answered {reply.status_code}")
+
+    def server_pids(self) -> list[int]:
+        return list(self._pids)
+
+    def dead(self) -> list[str]:
+        return [
+            f"pid {pid} is gone"
+            for pid in self._pids
+            if not Path(f"/proc/{pid}").exists()
+        ]
+
+    def describe(self) -> dict:
+        return {"name": self.name, "http_urls": self.http_urls, "pids": self._pids}
+
+
+def _tail(text: str, lines: int) -> str:
+    return "\n".join(text.splitlines()[-lines:])

@@ -1,0 +1,115 @@
+"""Generated requests for every operation of /api/schema never get a 5xx (SPEC §6:
+"No request, however malformed, gets a 500").
+
+The schema is loaded from a running daphne (open mode, so that every operation
+is reachable without a key); each operation gets a bounded, derandomized number
+of schema-conforming and schema-violating examples.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+import schemathesis
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis.errors import Unsatisfiable
+from schemathesis import GenerationMode
+
+from bridge_project.embedded_redis import EmbeddedRedis
+from tests.support.daphne import DaphneProcess, running_daphnes
+from tests.support.logs import assert_no_crash
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
+
+EXAMPLES_PER_OPERATION_AND_MODE = 25
+# Generation stops for the remaining operations once this much time is spent.
+TIME_BUDGET_SECONDS = 40.0
+REQUEST_TIMEOUT = 5.0
+
+
+@pytest.fixture(scope="module")
+def bridge(
+    redis_server: EmbeddedRedis, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[DaphneProcess]:
+    workdir: Path = tmp_path_factory.mktemp("schemathesis")
+    with running_daphnes(redis_server.url, workdir, 1) as (process,):
+        yield process
+
+
+class Run:
+    """Requests sent per operation and mode, and every 5xx seen, within one budget."""
+
+    def __init__(self, base_url: str) -> None:
+        self.base_url = base_url
+        self.started = time.monotonic()
+        self.session = requests.Session()
+        self.sent: dict[str, int] = {}
+        self.server_errors: list[str] = []
+
+    def examples(self, operation, mode: GenerationMode) -> None:
+        key = f"{operation.label} [{mode.value}]"
+        self.sent[key] = 0
+
+        @settings(
+            max_examples=EXAMPLES_PER_OPERATION_AND_MODE,
+            derandomize=True,
+            database=None,
+            deadline=None,
+            phases=[Phase.explicit, Phase.generate],
+            suppress_health_check=list(HealthCheck),
+        )
+        @given(case=operation.as_strategy(generation_mode=mode))
+        def send(case) -> None:
+            if time.monotonic() - self.started > TIME_BUDGET_SECONDS:
+                return
+            try:
+                response = case.call(
+                    base_url=self.base_url,
+                    session=self.session,
+                    timeout=REQUEST_TIMEOUT,
+                )
+            except (ValueError, requests.exceptions.InvalidHeader):
+                return  # a header no HTTP client can send: nothing reached us
+            self.sent[key] += 1
+            if response.status_code >= 500:
+                self.server_errors.append(
+                    f"{response.status_code} for {case.as_curl_command()}"
+                    f"\n  -> {response.text[:300]}"
+                )
+
+        try:
+            send()
+        except Unsatisfiable:
+            # Nothing in this operation can be made invalid (GET /health has no
+            # parameters): there is no negative example to send.
+            assert mode is GenerationMode.NEGATIVE, key
+            del self.sent[key]
+
+
+def test_no_generated_request_gets_a_server_error(bridge: DaphneProcess) -> None:
+    schema = schemathesis.openapi.from_url(
+        f"{bridge.http}/api/schema?format=json", timeout=REQUEST_TIMEOUT
+    )
+    operations = [result.ok() for result in schema.get_all_operations()]
+    labels = sorted(operation.label for operation in operations)
+    assert "POST /sse/push" in labels and "POST /api/tokens" in labels, labels
+
+    run = Run(bridge.http)
+    for operation in operations:
+        for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
+            run.examples(operation, mode)
+
+    total = sum(run.sent.values())
+    elapsed = time.monotonic() - run.started
+    print(
+        f"\nschemathesis: {total} generated requests over {len(operations)} "
+        f"operations in {elapsed:.1f}s: {run.sent}"
+    )
+    assert not run.server_errors, "\n".join(run.server_errors[:20])
+    for label in labels:
+        assert run.sent[f"{label} [positive]"] > 0, run.sent
+    assert_no_crash(bridge.log())
