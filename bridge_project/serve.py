@@ -61,11 +61,21 @@ def _run_daphne(bind: str, port: int) -> int:
         f"Bridge on http://{bind}:{port}  (WebSocket ws://{bind}:{port}/ws?user_id=...)"
     )
     daphne = subprocess.Popen(command)
+    # `kill` (SIGTERM) must stop daphne and the embedded Redis too, as Ctrl-C does.
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         return daphne.wait()
     except KeyboardInterrupt:
         daphne.send_signal(signal.SIGINT)
-        return daphne.wait()
+        try:
+            return daphne.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            daphne.kill()
+            return daphne.wait()
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
 
 
 if __name__ == "__main__":
