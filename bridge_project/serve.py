@@ -37,9 +37,15 @@ def main(argv: list[str] | None = None) -> int:
             redis.stop()
 
 
-def daphne_command(bind: str, port: int, max_frame_bytes: int) -> list[str]:
-    """The daphne command line Bridge runs with (tests and bench use it too)."""
+def daphne_command(
+    bind: str, port: int, max_frame_bytes: int, *, access_log: bool = True
+) -> list[str]:
+    """The daphne command line Bridge runs with (tests and bench use it too).
+
+    access_log=False (for BRIDGE_LOG_FORMAT=json) silences daphne's plain-text
+    access lines; Bridge's own `bridge.events` lines say the same in JSON."""
     ceiling = websocket_max_message_size(max_frame_bytes)
+    quiet = [] if access_log else ["--access-log", os.devnull]
     return [
         sys.executable, "-m", "daphne",
         "-b", bind, "-p", str(port),
@@ -47,6 +53,7 @@ def daphne_command(bind: str, port: int, max_frame_bytes: int) -> list[str]:
         # daphne drops handshakes still pending after 5 s; a burst of hundreds of
         # connects on a busy 2-core machine takes longer than that to accept.
         "--websocket_connect_timeout", "30",
+        *quiet,
         "bridge_project.asgi:application",
     ]  # fmt: skip
 
@@ -56,7 +63,12 @@ def _run_daphne(bind: str, port: int) -> int:
     from django.conf import settings
 
     django.setup()
-    command = daphne_command(bind, port, settings.BRIDGE_MAX_FRAME_BYTES)
+    command = daphne_command(
+        bind,
+        port,
+        settings.BRIDGE_MAX_FRAME_BYTES,
+        access_log=settings.BRIDGE_LOG_FORMAT != "json",
+    )
     print(
         f"Bridge on http://{bind}:{port}  (WebSocket ws://{bind}:{port}/ws?user_id=...)"
     )

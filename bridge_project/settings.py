@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import dj_database_url
@@ -228,6 +229,8 @@ SPECTACULAR_SETTINGS = {
 }
 
 BRIDGE_LOG_FORMAT = env_choice("BRIDGE_LOG_FORMAT", "text", ("text", "json"))
+# Python warnings go through the same handler (and format) as every other line.
+logging.captureWarnings(True)
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

@@ -222,8 +222,10 @@ class BridgeConsumer(AsyncWebsocketConsumer):
         """Ping, re-join groups, and catch up on anything the live path missed."""
         if self.leaving:
             return  # disconnect() has begun: re-joining would fail or leak
+        # With the pub/sub layer this is local bookkeeping once the group is
+        # subscribed, so no per-connection timer; it re-subscribes if needed.
         with contextlib.suppress(*LAYER_ERRORS):
-            await asyncio.wait_for(self._add_to_groups(), settings.BRIDGE_LAYER_TIMEOUT)
+            await self._add_to_groups()
         await self._send_frame(frames.ping_frame())
         if latest_seq > self.cursor:
             async with self.stream_lock:

@@ -51,8 +51,15 @@ class Heartbeat:
         self.members.discard(member)
 
     async def _run(self) -> None:
+        # A fixed schedule: sleeping a whole interval *after* each beat would
+        # stretch the period by the beat's own duration (seconds at thousands
+        # of connections) past the registry's TTL of two intervals.
+        interval = settings.BRIDGE_HEARTBEAT_INTERVAL
+        loop = asyncio.get_running_loop()
+        next_beat = loop.time() + interval
         while self.members:
-            await asyncio.sleep(settings.BRIDGE_HEARTBEAT_INTERVAL)
+            await asyncio.sleep(max(0.0, next_beat - loop.time()))
+            next_beat = max(next_beat + interval, loop.time())
             try:
                 await self.beat()
             except Exception:
@@ -68,18 +75,7 @@ class Heartbeat:
                 await member.heartbeat_timed_out()
             else:
                 alive.append(member)
-        latest = await _latest_seqs({m.connection.user_id for m in alive})
-        # One connection failing (say, closing mid-beat) must not stop the others.
-        outcomes = await asyncio.gather(
-            *(
-                member.heartbeat(latest.get(member.connection.user_id, 0))
-                for member in alive
-            ),
-            return_exceptions=True,
-        )
-        for outcome in outcomes:
-            if isinstance(outcome, Exception):
-                logger.warning("heartbeat of one connection failed: %r", outcome)
+        # The registry first: it is what other instances see, and it expires.
         try:
             seen = frames.now_text()
             for member in alive:
@@ -88,6 +84,26 @@ class Heartbeat:
             await register_this_instance()
         except (RedisError, OSError) as exc:
             logger.warning("could not refresh presence: %s", type(exc).__name__)
+        latest = await _latest_seqs({m.connection.user_id for m in alive})
+        # One connection failing (say, closing mid-beat) must not stop the others.
+        beats = asyncio.gather(
+            *(
+                member.heartbeat(latest.get(member.connection.user_id, 0))
+                for member in alive
+            ),
+            return_exceptions=True,
+        )
+        try:
+            # Bounded, so that a hung Redis cannot stop every later beat.
+            outcomes = await asyncio.wait_for(beats, settings.BRIDGE_HEARTBEAT_INTERVAL)
+        except TimeoutError:
+            logger.warning(
+                "heartbeat of %d connections overran one interval", len(alive)
+            )
+            return
+        for outcome in outcomes:
+            if isinstance(outcome, Exception):
+                logger.warning("heartbeat of one connection failed: %r", outcome)
 
 
 async def register_this_instance() -> None:

@@ -104,13 +104,17 @@ async def refresh(connections: Sequence[ConnectionInfo]) -> None:
     now = time.time()
     expiry = now + ttl_seconds()
     ttl_ms = int(ttl_seconds() * 1000)
-    pipe = get_redis().pipeline(transaction=False)
+    by_user: dict[str, dict[str, float]] = {}
     for info in connections:
-        pipe.zadd(user_key(info.user_id), {info.connection_id: expiry})
-        pipe.pexpire(user_key(info.user_id), ttl_ms)
+        by_user.setdefault(info.user_id, {})[info.connection_id] = expiry
+    pipe = get_redis().pipeline(transaction=False)
+    for user_id, members in by_user.items():
+        pipe.zadd(user_key(user_id), members)
+        pipe.pexpire(user_key(user_id), ttl_ms)
+    for info in connections:
         pipe.hset(conn_key(info.connection_id), mapping=_mapping(info))
         pipe.pexpire(conn_key(info.connection_id), ttl_ms)
-        pipe.zadd(ONLINE_KEY, {info.user_id: expiry}, gt=True)
+    pipe.zadd(ONLINE_KEY, dict.fromkeys(by_user, expiry), gt=True)
     await pipe.execute()
 
 

@@ -105,9 +105,14 @@ def deliver(
         raise ServiceUnavailable() from exc
     elapsed = time.perf_counter() - started
     metrics.push_latency_seconds.observe(elapsed)
+    single = len(pushes) == 1
     log_event(
         "push",
-        sender=pushes[0].sender if len(pushes) == 1 else None,
+        message_id=receipts[0].message_id if single else None,
+        user_id=(
+            pushes[0].targets[0] if single and len(pushes[0].targets) == 1 else None
+        ),
+        sender=pushes[0].sender if single else None,
         messages=len(pushes),
         recipients=sum(len(r.recipients) for r in receipts),
         replayed=sum(r.replayed is not None for r in receipts),

@@ -69,7 +69,12 @@ class DaphneProcess:
         max_frame = int(self.env.get("BRIDGE_MAX_FRAME_BYTES", "65536"))
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen(
-            daphne_command("127.0.0.1", self.port, max_frame),
+            daphne_command(
+                "127.0.0.1",
+                self.port,
+                max_frame,
+                access_log=self.env.get("BRIDGE_LOG_FORMAT") != "json",
+            ),
             cwd=REPO,
             env=self.env,
             stdout=self._log,
