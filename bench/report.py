@@ -2,8 +2,9 @@
 
 The table has one row per figure and one column per (scenario, target); when
 more than one target ran, each scenario also gets a ratio column
-(first target / each other target) for the figures where a ratio means
-something. bench/README.md explains every row.
+(first target / each other target, normally bridge/reference) for the
+figures where a ratio means something; ratios() prints the headline ones
+again. bench/README.md explains every row.
 """
 
 from __future__ import annotations
@@ -71,6 +72,14 @@ _conns = _pair(_get("connections_open"), _get("config", "connections"))
 _server_cores = _ratio_of(_get("server_cpu_s"), _get("measured_s"))
 _client_cores = _ratio_of(_get("client_cpu_s"), _get("measured_s"))
 
+
+def _server_cpu_per_message(result: dict) -> object:
+    cpu, accepted = result.get("server_cpu_s"), result.get("accepted")
+    if not isinstance(cpu, int | float) or not accepted:
+        return None
+    return cpu * 1000 / accepted
+
+
 # (label, getter, decimals, ratio?) -- ratio: include in the Bridge/reference column.
 ROWS: list[tuple[str, Getter, int, bool]] = [
     ("connections open/asked", _conns, 0, False),
@@ -106,6 +115,7 @@ ROWS: list[tuple[str, Getter, int, bool]] = [
     ("RSS per connection KB", _get("rss_per_conn_kb"), 1, True),
     ("server CPU s", _get("server_cpu_s"), 2, True),
     ("server CPU cores busy", _server_cores, 2, True),
+    ("server CPU ms per message", _server_cpu_per_message, 2, True),
     ("redis CPU s", _get("redis_cpu_s"), 2, True),
     ("client CPU s", _get("client_cpu_s"), 2, True),
     ("client CPU cores busy", _client_cores, 2, False),
@@ -201,6 +211,76 @@ def table(results: list[dict]) -> str:
             + "  "
             + "  ".join(v.rjust(w) for v, w in zip(row, widths, strict=True))
         )
+    return "\n".join(lines)
+
+
+# The headline comparison: (label, getter, decimals).
+RATIO_ROWS: list[tuple[str, Getter, int]] = [
+    ("pushes/s", _get("pushes_per_s"), 0),
+    ("deliveries/s", _get("deliveries_per_s"), 0),
+    ("latency p99 ms", _get("latency_ms", "p99"), 1),
+    ("server CPU ms per message", _server_cpu_per_message, 2),
+    ("RSS per connection KB", _get("rss_per_conn_kb"), 1),
+]
+
+
+def ratios(results: list[dict]) -> str:
+    """First target / each other target, per scenario, for the headline figures;
+    with loss and duplicates of both. Empty when only one target ran."""
+    targets = list(dict.fromkeys(r["target"] for r in results))
+    if len(targets) < 2:
+        return ""
+    by_key = {(r["scenario"], r["target"]): r for r in results}
+    base_name = targets[0]
+    rows: list[list[str]] = []
+    for other in targets[1:]:
+        for scenario in dict.fromkeys(r["scenario"] for r in results):
+            base, ref = by_key.get((scenario, base_name)), by_key.get((scenario, other))
+            if base is None or ref is None:
+                continue
+            for label, getter, decimals in RATIO_ROWS:
+                x, y = getter(base), getter(ref)
+                if x is None and y is None:
+                    continue
+                ratio = (
+                    f"{x / y:.2f}x"
+                    if isinstance(x, int | float) and isinstance(y, int | float) and y
+                    else "-"
+                )
+                rows.append(
+                    [f"{scenario} {label}", _fmt(x, decimals), _fmt(y, decimals), ratio]
+                )
+            if "lost" in base or "lost" in ref:
+                pairs = [
+                    f"{_fmt(r.get('lost'), 0)}/{_fmt(r.get('duplicates'), 0)}"
+                    for r in (base, ref)
+                ]
+                rows.append([f"{scenario} lost/duplicates", *pairs, ""])
+        if not rows:
+            return ""
+    titles = [f"{base_name}/{targets[1]}", base_name, targets[1], "ratio"]
+    if len(targets) > 2:
+        titles[0] = f"{base_name}/others"
+    widths = [max(len(t), *(len(r[i]) for r in rows)) for i, t in enumerate(titles)]
+    lines = [
+        "  ".join(
+            t.ljust(w) if i == 0 else t.rjust(w)
+            for i, (t, w) in enumerate(zip(titles, widths, strict=True))
+        )
+    ]
+    lines.append("-" * len(lines[0]))
+    for row in rows:
+        lines.append(
+            "  ".join(
+                v.ljust(w) if i == 0 else v.rjust(w)
+                for i, (v, w) in enumerate(zip(row, widths, strict=True))
+            )
+        )
+    lines.append(
+        "(rates: below 1 means slower than the reference; latency, CPU and RSS:"
+        " above 1 means worse. On a busy machine the rates move with the load;"
+        " CPU per message much less)"
+    )
     return "\n".join(lines)
 
 

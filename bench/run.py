@@ -6,10 +6,14 @@
     python -m bench.run --scenario S1 --connections 200 --pushes 2000
     python -m bench.run --processes 2         # two daphnes, one Redis, one DB
     python -m bench.run --target http://127.0.0.1:8000 --server-pid 1234
+    python -m bench.run --no-reference        # Bridge only
+    python -m bench.run --reference-only      # the reference bridge only
 
 By default each scenario gets a fresh server: an embedded redis-server, a newly
-migrated SQLite file in a temporary directory and N daphne processes. See
-bench/README.md for what every figure means.
+migrated SQLite file in a temporary directory and N daphne processes. Each
+scenario then runs again against the in-memory reference bridge
+(bench/reference.py, one daphne, no Redis, no database), and the table adds a
+bridge/reference ratio column. See bench/README.md for what every figure means.
 """
 
 from __future__ import annotations
@@ -23,7 +27,13 @@ from pathlib import Path
 
 from bench import report, scenarios
 from bench.machine import REPO, machine_info, raise_nofile_limit
-from bench.targets import BridgeTarget, ExternalTarget, Target, TargetError
+from bench.targets import (
+    BridgeTarget,
+    ExternalTarget,
+    ReferenceTarget,
+    Target,
+    TargetError,
+)
 
 
 def _scenario_names(values: list[str] | None) -> list[str]:
@@ -121,6 +131,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="serve Bridge from this checkout (default: this repository), e.g. a"
         " `git archive` of another commit",
     )
+    which = server.add_mutually_exclusive_group()
+    which.add_argument(
+        "--no-reference",
+        action="store_true",
+        help="do not also run each scenario against the in-memory reference bridge",
+    )
+    which.add_argument(
+        "--reference-only",
+        action="store_true",
+        help="run only the in-memory reference bridge (bench/reference.py)",
+    )
     server.add_argument(
         "--reuse-target",
         action="store_true",
@@ -155,19 +176,26 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def target_factories(args: argparse.Namespace) -> list[Callable[[], Target]]:
-    """One factory per server under test. A reference server would be appended here."""
+    """One factory per server under test: Bridge (or --target), then the
+    in-memory reference unless --no-reference. The first is the numerator of
+    the ratio columns."""
+    reference = [lambda: ReferenceTarget(keep_dir=args.keep_dir)]
+    if args.reference_only:
+        return reference
     if args.target:
         urls, pids = args.target, args.server_pid
-        return [lambda: ExternalTarget(urls, pids)]
-    env = _env_pairs(args.server_env)
-    return [
-        lambda: BridgeTarget(
-            processes=args.processes,
-            extra_env=env,
-            keep_dir=args.keep_dir,
-            app_dir=args.app_dir.resolve(),
-        )
-    ]
+        factories = [lambda: ExternalTarget(urls, pids)]
+    else:
+        env = _env_pairs(args.server_env)
+        factories = [
+            lambda: BridgeTarget(
+                processes=args.processes,
+                extra_env=env,
+                keep_dir=args.keep_dir,
+                app_dir=args.app_dir.resolve(),
+            )
+        ]
+    return factories if args.no_reference else factories + reference
 
 
 def _progress(message: str) -> None:
@@ -230,28 +258,40 @@ def main(argv: list[str] | None = None) -> int:
     print(report.header(machine), flush=True)
     print(f"  limits  : RLIMIT_NOFILE {soft}/{hard}", flush=True)
 
+    factories = target_factories(args)
+    if len(factories) > 1 and args.processes > 1 and not args.target:
+        _progress(
+            f"note: Bridge runs {args.processes} processes, the reference one;"
+            " the ratio compares them as such"
+        )
     results: list[dict] = []
     targets_seen: list[dict] = []
     interrupted = False
+    # Scenario by scenario, each against every target in turn, so that the two
+    # runs a ratio divides are minutes apart, not the whole invocation apart
+    # (the machine's load drifts).
+    shared: dict[int, Target] = {}
     try:
-        for factory in target_factories(args):
-            shared: Target | None = None
-            try:
-                for scenario in selected:
-                    if shared is None or not args.reuse_target:
+        try:
+            for scenario in selected:
+                for index, factory in enumerate(factories):
+                    if index in shared:
+                        target = shared[index]
+                    else:
                         target = factory()
                         _progress(f"[{target.name}] starting server ...")
                         started = time.monotonic()
-                        target.start()
+                        try:
+                            target.start()
+                        except TargetError as exc:
+                            raise TargetError(f"{target.name}: {exc}") from exc
                         _progress(
                             f"[{target.name}] up in {time.monotonic() - started:.1f} s:"
                             f" {', '.join(target.http_urls)}"
                         )
                         targets_seen.append(target.describe())
                         if args.reuse_target:
-                            shared = target
-                    else:
-                        target = shared
+                            shared[index] = target
                     try:
                         _progress(
                             f"[{target.name}] {scenario.name}: {scenario.describe()}"
@@ -264,9 +304,9 @@ def main(argv: list[str] | None = None) -> int:
                     finally:
                         if not args.reuse_target:
                             target.stop()
-            finally:
-                if shared is not None:
-                    shared.stop()
+        finally:
+            for target in shared.values():
+                target.stop()
     except TargetError as exc:
         _progress(f"server failed: {exc}")
         if not results:
@@ -280,6 +320,10 @@ def main(argv: list[str] | None = None) -> int:
         print(report.legend(results))
         print()
         print(report.table(results))
+        ratios = report.ratios(results)
+        if ratios:
+            print()
+            print(ratios)
         trouble = report.problems(results, machine.get("nproc"))
         if trouble:
             print("\nProblems:")

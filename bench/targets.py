@@ -3,9 +3,9 @@
 A scenario only needs what `Target` offers: base URLs to spread clients and
 pushes over, the pids whose RSS/CPU count as "server", other pids worth
 watching (redis-server), whether the server is still alive, and its log. A
-second target (for example an in-memory reference server) is another subclass;
-`bench.run` already runs every scenario against every target it is given and
-the report prints ratios between them.
+second target, the in-memory reference bridge (`ReferenceTarget`,
+bench/reference.py), is another subclass; `bench.run` runs every scenario
+against every target it is given and the report prints ratios between them.
 """
 
 from __future__ import annotations
@@ -137,13 +137,8 @@ class BridgeTarget(Target):
                 log_path = self.workdir / f"daphne-{index}.log"
                 log = open(log_path, "ab")  # noqa: SIM115 - closed in stop()
                 self._logs.append(log)
-                command = [sys.executable, "-m", "daphne", "-b", "127.0.0.1"]
-                command += ["-p", str(port)]
-                command += ["--websocket-max-message-size", MAX_MESSAGE_SIZE]
-                command += ["--websocket_connect_timeout", "30"]
-                command += ["bridge_project.asgi:application"]
                 process = subprocess.Popen(
-                    command,
+                    daphne_command(port, "bridge_project.asgi:application"),
                     cwd=self.app_dir,
                     env=env,
                     stdout=log,
@@ -151,7 +146,7 @@ class BridgeTarget(Target):
                 )
                 self._daphnes.append((port, process, log_path))
             for port, process, log_path in self._daphnes:
-                self._wait_healthy(port, process, log_path)
+                wait_healthy(port, process, log_path, self.start_timeout)
         except BaseException:
             self.stop()
             raise
@@ -179,25 +174,6 @@ class BridgeTarget(Target):
         )
         if done.returncode != 0:
             raise TargetError(f"migrate failed:\n{done.stdout}{done.stderr}")
-
-    def _wait_healthy(self, port: int, process: subprocess.Popen, log: Path) -> None:
-        deadline = time.monotonic() + self.start_timeout
-        last = "no answer"
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                raise TargetError(
-                    f"daphne on :{port} exited with {process.returncode}:\n"
-                    + _tail(log.read_text(errors="replace"), 40)
-                )
-            try:
-                reply = httpx.get(f"http://127.0.0.1:{port}/health", timeout=2)
-                if reply.status_code == 200:
-                    return
-                last = f"{reply.status_code} {reply.text[:200]}"
-            except httpx.HTTPError as exc:
-                last = type(exc).__name__
-            time.sleep(0.1)
-        raise TargetError(f"daphne on :{port} not healthy ({last})")
 
     def stop(self) -> None:
         for _port, process, _log in self._daphnes:
@@ -248,16 +224,7 @@ class BridgeTarget(Target):
         return [log.stat().st_size for _port, _p, log in self._daphnes]
 
     def log_since(self, mark: object) -> str:
-        assert isinstance(mark, list)
-        parts = []
-        for (port, _p, log), offset in zip(self._daphnes, mark, strict=True):
-            with open(log, "rb") as handle:
-                handle.seek(offset)
-                text = handle.read().decode(errors="replace")
-            if text.strip():
-                prefix = f"[daphne :{port}] " if len(self._daphnes) > 1 else ""
-                parts.extend(prefix + line for line in text.splitlines())
-        return "\n".join(parts)
+        return logs_since(self._daphnes, mark)
 
     def describe(self) -> dict:
         return {
@@ -304,6 +271,142 @@ class ExternalTarget(Target):
 
     def describe(self) -> dict:
         return {"name": self.name, "http_urls": self.http_urls, "pids": self._pids}
+
+
+class ReferenceTarget(Target):
+    """The in-memory reference bridge (bench/reference.py) under one daphne.
+
+    Same server, same flags as Bridge's daphnes, no Redis, no database: the
+    floor Bridge's figures are divided by. Always one process (its state is a
+    dict in that process)."""
+
+    name = "reference"
+
+    def __init__(self, keep_dir: bool = False, start_timeout: float = 30.0) -> None:
+        self.keep_dir = keep_dir
+        self.start_timeout = start_timeout
+        self.workdir: Path | None = None
+        self._daphnes: list[tuple[int, subprocess.Popen, Path]] = []
+        self._log = None
+
+    def start(self) -> None:
+        from bridge_project.embedded_redis import free_port
+
+        self.workdir = Path(tempfile.mkdtemp(prefix="bridge-bench-ref-"))
+        try:
+            port = free_port()
+            log_path = self.workdir / "daphne-reference.log"
+            self._log = open(log_path, "ab")  # noqa: SIM115 - closed in stop()
+            env = {
+                key: value
+                for key, value in os.environ.items()
+                if key != "DJANGO_SETTINGS_MODULE"
+            }
+            env["PYTHONUNBUFFERED"] = "1"
+            process = subprocess.Popen(
+                daphne_command(port, "bench.reference:application"),
+                cwd=REPO,
+                env=env,
+                stdout=self._log,
+                stderr=subprocess.STDOUT,
+            )
+            self._daphnes.append((port, process, log_path))
+            wait_healthy(port, process, log_path, self.start_timeout)
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        for _port, process, _log in self._daphnes:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        self._daphnes = []
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+        if self.workdir is not None and not self.keep_dir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    @property
+    def http_urls(self) -> list[str]:
+        return [f"http://127.0.0.1:{port}" for port, _p, _l in self._daphnes]
+
+    def server_pids(self) -> list[int]:
+        return [process.pid for _port, process, _log in self._daphnes]
+
+    def dead(self) -> list[str]:
+        return [
+            f"daphne :{port} exited with {process.returncode}"
+            for port, process, _log in self._daphnes
+            if process.poll() is not None
+        ]
+
+    def log_mark(self) -> list[int]:
+        return [log.stat().st_size for _port, _p, log in self._daphnes]
+
+    def log_since(self, mark: object) -> str:
+        return logs_since(self._daphnes, mark)
+
+    def describe(self) -> dict:
+        return {
+            "name": self.name,
+            "processes": 1,
+            "app": "bench.reference:application",
+            "http_urls": self.http_urls,
+            "workdir": str(self.workdir) if self.keep_dir else None,
+        }
+
+
+# --- daphne processes, shared by the targets that start them ----------------------
+
+
+def daphne_command(port: int, application: str) -> list[str]:
+    """daphne as the bench serves every target (Bridge and the reference alike)."""
+    command = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port)]
+    command += ["--websocket-max-message-size", MAX_MESSAGE_SIZE]
+    command += ["--websocket_connect_timeout", "30"]
+    return [*command, application]
+
+
+def wait_healthy(
+    port: int, process: subprocess.Popen, log: Path, timeout: float
+) -> None:
+    deadline = time.monotonic() + timeout
+    last = "no answer"
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise TargetError(
+                f"daphne on :{port} exited with {process.returncode}:\n"
+                + _tail(log.read_text(errors="replace"), 40)
+            )
+        try:
+            reply = httpx.get(f"http://127.0.0.1:{port}/health", timeout=2)
+            if reply.status_code == 200:
+                return
+            last = f"{reply.status_code} {reply.text[:200]}"
+        except httpx.HTTPError as exc:
+            last = type(exc).__name__
+        time.sleep(0.1)
+    raise TargetError(f"daphne on :{port} not healthy ({last})")
+
+
+def logs_since(daphnes: list[tuple[int, subprocess.Popen, Path]], mark: object) -> str:
+    """What the daphne logs got since log_mark() (a list of file sizes)."""
+    assert isinstance(mark, list)
+    parts = []
+    for (port, _p, log), offset in zip(daphnes, mark, strict=True):
+        with open(log, "rb") as handle:
+            handle.seek(offset)
+            text = handle.read().decode(errors="replace")
+        if text.strip():
+            prefix = f"[daphne :{port}] " if len(daphnes) > 1 else ""
+            parts.extend(prefix + line for line in text.splitlines())
+    return "\n".join(parts)
 
 
 def _tail(text: str, lines: int) -> str:

@@ -194,7 +194,9 @@ CACHES = {
         "BACKEND": "django.core.cache.backends.redis.RedisCache",
         "LOCATION": REDIS_URL,
         "KEY_PREFIX": "bridge",
-        "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
+        # Short: a throttle check must not hold the shared request thread
+        # (bridge_project/asgi_handler.py) while Redis is unreachable.
+        "OPTIONS": {"socket_connect_timeout": 0.5, "socket_timeout": 0.5},
     }
 }
 

@@ -17,12 +17,12 @@ from django.db import DatabaseError
 from redis.exceptions import RedisError
 
 from accounts.identifiers import is_user_id
+from bridge_project import redis_health
 from messaging import (
     delivery,
     frames,
     groups,
     history,
-    layer_health,
     metrics,
     presence,
 )
@@ -64,7 +64,7 @@ class BridgeConsumer(AsyncWebsocketConsumer):
     # --- lifecycle -------------------------------------------------------------
 
     async def connect(self) -> None:
-        layer_health.ensure_watching()
+        redis_health.ensure_watching()
         self.connection_id = uuid.uuid4().hex
         self.refusals: deque[float] = deque()
         self.sent_messages: deque[float] = deque()
@@ -78,6 +78,8 @@ class BridgeConsumer(AsyncWebsocketConsumer):
             user_id = await authenticate(handshake, self.scope)
             # Both are Redis round trips on different connections: overlap them.
             # A refused registration (4429) leaves the joined groups on disconnect.
+            if redis_health.circuit.is_open and redis_health.is_watched():
+                raise _unavailable()
             outcomes = await asyncio.gather(
                 self._register(user_id), self._join(user_id), return_exceptions=True
             )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,11 +25,11 @@ from redis.exceptions import RedisError
 
 from accounts import selectors
 from accounts.mentions import mention_candidates
+from bridge_project import redis_health
 from messaging import (
     frames,
     groups,
     idempotency,
-    layer_health,
     metrics,
     presence,
     store,
@@ -135,8 +136,8 @@ def push_batch(
         )
         fresh = [r for r in requests if r.idempotency_key not in replays]
         planned = [_plan(request) for request in fresh]
-        if planned and (layer_health.circuit.is_open or not layer_health.is_watched()):
-            async_to_sync(check_layer)()
+        if planned:
+            _refuse_while_redis_is_down()
         # A recorded reply is final, so keyed pushes count connections before
         # storing (one more round trip); others count while publishing.
         keyed = [
@@ -174,6 +175,15 @@ def push_batch(
     ]
 
 
+def _refuse_while_redis_is_down() -> None:
+    """503 before storing anything: at once while the watch knows Redis is down
+    (never a wait on a dead Redis per push), by asking where nothing watches."""
+    if not redis_health.is_watched():
+        async_to_sync(check_layer)()  # closes a circuit left open, or raises
+    elif redis_health.circuit.is_open:
+        raise LayerUnavailable("Redis is unreachable")
+
+
 def push(request: PushRequest) -> PushReceipt:
     return push_batch([request])[0]
 
@@ -181,8 +191,10 @@ def push(request: PushRequest) -> PushReceipt:
 async def send_client_message(message: ClientMessage) -> PushReceipt:
     """Route, store and send a client's message; raises RoutingRefused or
     LayerUnavailable. The sender gets no copy."""
-    if layer_health.circuit.is_open or not layer_health.is_watched():
+    if not redis_health.is_watched():
         await check_layer()
+    elif redis_health.circuit.is_open:
+        raise LayerUnavailable("Redis is unreachable")
     plan, created_at = await database_sync_to_async(_plan_and_store_client_message)(
         message
     )
@@ -217,7 +229,8 @@ def _plan_and_store_client_message(message: ClientMessage):
 
 async def publish(outgoing: Sequence[_Outgoing]) -> None:
     """Send layer events concurrently; raise LayerUnavailable past the deadline."""
-    layer_health.ensure_watching()
+    redis_health.ensure_watching()
+    started_at = time.monotonic()
     layer = get_channel_layer()
     sends = [layer.group_send(item.group, item.event) for item in outgoing]
     try:
@@ -225,10 +238,10 @@ async def publish(outgoing: Sequence[_Outgoing]) -> None:
             asyncio.gather(*sends), timeout=settings.BRIDGE_LAYER_TIMEOUT
         )
     except (RedisError, OSError, TimeoutError) as exc:
-        layer_health.circuit.trip()
+        redis_health.circuit.trip(started_at)
         logger.warning("channel layer unavailable: %s", type(exc).__name__)
         raise LayerUnavailable(str(exc) or type(exc).__name__) from exc
-    layer_health.circuit.close()
+    redis_health.circuit.close()
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ winner's reply.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.utils import timezone
@@ -49,8 +49,8 @@ def forget(scope: str, keys: Iterable[str]) -> None:
         IdempotencyRecord.objects.filter(scope=scope, key__in=keys).delete()
 
 
-def purge_expired() -> int:
+def purge_expired(*, now: datetime | None = None) -> int:
     deleted, _ = IdempotencyRecord.objects.filter(
-        created_at__lt=timezone.now() - WINDOW
+        created_at__lt=(now or timezone.now()) - WINDOW
     ).delete()
     return deleted

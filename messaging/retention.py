@@ -32,7 +32,8 @@ def purge(
     now: datetime | None = None,
     batch: int = BATCH,
 ) -> PurgeResult:
-    cutoff = (now or timezone.now()) - timedelta(seconds=ttl_seconds)
+    now = now or timezone.now()
+    cutoff = now - timedelta(seconds=ttl_seconds)
     expired = _delete_in_batches(
         Message.objects.filter(created_at__lt=cutoff), batch
     )  # their inbox entries go with them (CASCADE)
@@ -54,7 +55,9 @@ def purge(
         ),
         batch,
     )
-    return PurgeResult(expired, over_limit, orphaned, idempotency.purge_expired())
+    return PurgeResult(
+        expired, over_limit, orphaned, idempotency.purge_expired(now=now)
+    )
 
 
 def _delete_in_batches(queryset: QuerySet, batch: int) -> int:

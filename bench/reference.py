@@ -1,0 +1,292 @@
+"""A minimal in-memory reference bridge: the floor the benchmark compares Bridge to.
+
+    python -m daphne -b 127.0.0.1 -p 8001 bench.reference:application
+
+A bare ASGI application: no Django, no Redis, no database, one process. It
+keeps a dict user_id -> set of live WebSocket `send` callables and a per-user
+`seq` counter, and speaks the part of SPEC §2, §3 and §6 the benchmark uses:
+
+- `GET /ws?user_id=U`: accept, send `connected` (connection_id, user_id,
+  server_time, heartbeat_interval, last_seq 0); answer a client `ping` with
+  `pong`; ignore everything else the client sends.
+- `POST /sse/push`: `user_id` or `user_ids`; `data` or `message`; `event`
+  (default `message`); `persist: false` gives `seq: null`. Each recipient's
+  `message` frame is encoded once and sent to every connection of that user;
+  the reply is 202 `{"id", "recipients": [{"user_id", "seq", "online",
+  "connections"}]}`.
+- `POST /sse/push/batch`: `{"messages": [...]}` -> 202 `{"results": [...]}`,
+  validated all-or-nothing first.
+- `GET /health`: 200 `{"status": "ok"}`.
+
+Not implemented (Bridge's cost, not the reference's): authentication, mentions
+(`mentions` is always `[]`), senders, broadcasts, idempotency, storage and
+resume, presence across processes, connection limits, server heartbeats, rate
+limits, metrics. Served by daphne like Bridge, so both pay the same server
+overhead (Twisted, daphne's HTTP/WebSocket protocol, its access log).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import parse_qs
+
+Send = Callable[[dict], Awaitable[None]]
+
+HEARTBEAT_INTERVAL = 30
+MAX_BATCH = 1000
+MAX_BODY_BYTES = 1 << 20
+USER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+EVENT = re.compile(r"^[a-z][a-z0-9_.:-]{0,63}$")
+
+_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+_PONG_PREFIX = '{"type":"pong","timestamp":"'
+
+# user id -> the `send` callables of that user's open WebSocket connections
+connections: dict[str, set[Send]] = {}
+# user id -> last seq handed out
+seqs: dict[str, int] = {}
+
+
+def now_text() -> str:
+    """ISO-8601 UTC with milliseconds and a Z (SPEC preamble)."""
+    now = datetime.now(UTC)
+    return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
+
+
+class Invalid(ValueError):
+    def __init__(self, message: str, detail: dict | None = None) -> None:
+        super().__init__(message)
+        self.detail = detail or {}
+
+
+async def application(scope: dict, receive: Callable, send: Send) -> None:
+    kind = scope["type"]
+    if kind == "http":
+        await _http(scope, receive, send)
+    elif kind == "websocket":
+        await _websocket(scope, receive, send)
+    elif kind == "lifespan":  # daphne sends none; other servers may
+        while True:
+            event = (await receive())["type"]
+            if event == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif event == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+
+# --- WebSocket ------------------------------------------------------------------
+
+
+async def _websocket(scope: dict, receive: Callable, send: Send) -> None:
+    if (await receive())["type"] != "websocket.connect":
+        return
+    await send({"type": "websocket.accept"})
+    if scope["path"] != "/ws":
+        await _refuse(send, "not_found", "no such WebSocket endpoint", 4404)
+        return
+    query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+    user_id = (query.get("user_id") or [""])[0]
+    if not USER_ID.match(user_id):
+        await _refuse(send, "bad_request", "invalid user_id", 4400)
+        return
+    await send(
+        {
+            "type": "websocket.send",
+            "text": _dumps(
+                {
+                    "type": "connected",
+                    "connection_id": uuid.uuid4().hex,
+                    "user_id": user_id,
+                    "server_time": now_text(),
+                    "heartbeat_interval": HEARTBEAT_INTERVAL,
+                    "last_seq": 0,
+                }
+            ),
+        }
+    )
+    mine = connections.setdefault(user_id, set())
+    mine.add(send)
+    try:
+        while True:
+            event = await receive()
+            if event["type"] == "websocket.disconnect":
+                return
+            text = event.get("text")
+            if text is None or '"ping"' not in text:
+                continue  # pong, ack, anything else: ignored
+            try:
+                frame = json.loads(text)
+            except ValueError:
+                continue
+            if isinstance(frame, dict) and frame.get("type") == "ping":
+                pong = _PONG_PREFIX + now_text() + '"}'
+                await send({"type": "websocket.send", "text": pong})
+    finally:
+        mine.discard(send)
+        if not mine and connections.get(user_id) is mine:
+            del connections[user_id]
+
+
+async def _refuse(send: Send, code: str, message: str, close_code: int) -> None:
+    frame = _dumps({"type": "error", "code": code, "message": message})
+    await send({"type": "websocket.send", "text": frame})
+    await send({"type": "websocket.close", "code": close_code})
+
+
+# --- HTTP -----------------------------------------------------------------------
+
+
+async def _http(scope: dict, receive: Callable, send: Send) -> None:
+    method, path = scope["method"], scope["path"]
+    if path == "/health":
+        if method != "GET":
+            await _error(send, 405, "method_not_allowed", "use GET")
+        else:
+            await _reply(send, 200, b'{"status":"ok"}')
+        return
+    if path not in ("/sse/push", "/sse/push/batch"):
+        await _error(send, 404, "not_found", "no such endpoint")
+        return
+    if method != "POST":
+        await _error(send, 405, "method_not_allowed", "use POST")
+        return
+    body = await _read_body(receive)
+    if body is None:
+        await _error(send, 413, "too_large", "body too large")
+        return
+    try:
+        payload = json.loads(body)
+        if path == "/sse/push":
+            pushes = [_validate(payload)]
+        else:
+            items = payload.get("messages") if isinstance(payload, dict) else None
+            if not isinstance(items, list) or not 1 <= len(items) <= MAX_BATCH:
+                raise Invalid(f"'messages' must be a list of 1 to {MAX_BATCH} pushes")
+            pushes = []
+            for index, item in enumerate(items):
+                try:
+                    pushes.append(_validate(item))
+                except Invalid as exc:
+                    errors = {"non_field_errors": [str(exc)]}
+                    detail = {"messages": {str(index): errors}}
+                    raise Invalid(f"messages[{index}]: {exc}", detail) from None
+    except ValueError as exc:  # Invalid, or not JSON
+        await _error(send, 400, "invalid", str(exc), getattr(exc, "detail", {}))
+        return
+    replies = [await _deliver(*push) for push in pushes]
+    reply = replies[0] if path == "/sse/push" else {"results": replies}
+    await _reply(send, 202, _dumps(reply).encode())
+
+
+async def _read_body(receive: Callable) -> bytes | None:
+    chunks = []
+    size = 0
+    while True:
+        event = await receive()
+        if event["type"] == "http.disconnect":
+            return b""
+        chunk = event.get("body", b"")
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            return None
+        chunks.append(chunk)
+        if not event.get("more_body"):
+            return b"".join(chunks)
+
+
+def _validate(item: Any) -> tuple[list[str], str, Any, bool]:
+    """A push body -> (targets, event, data, persist); raises Invalid."""
+    if not isinstance(item, dict):
+        raise Invalid("a push must be a JSON object")
+    if ("user_id" in item) == ("user_ids" in item):
+        raise Invalid("give exactly one of 'user_id' or 'user_ids'")
+    targets = [item["user_id"]] if "user_id" in item else item["user_ids"]
+    if (
+        not isinstance(targets, list)
+        or not 1 <= len(targets) <= 1000
+        or not all(isinstance(t, str) and USER_ID.match(t) for t in targets)
+        or len(set(targets)) != len(targets)
+    ):
+        raise Invalid("'user_id'/'user_ids' must be 1 to 1000 distinct user ids")
+    if ("data" in item) == ("message" in item):
+        raise Invalid("give exactly one of 'data' or 'message'")
+    if "message" in item:
+        if not isinstance(item["message"], str):
+            raise Invalid("'message' must be a string")
+        data = {"text": item["message"]}
+    else:
+        data = item["data"]
+    event = item.get("event", "message")
+    if not isinstance(event, str) or not EVENT.match(event):
+        raise Invalid("invalid 'event'")
+    persist = item.get("persist", True)
+    if not isinstance(persist, bool):
+        raise Invalid("'persist' must be a boolean")
+    return targets, event, data, persist
+
+
+async def _deliver(targets: list[str], event: str, data: Any, persist: bool) -> dict:
+    """Number, encode (once per recipient) and send one push; its reply entry."""
+    message_id = str(uuid.uuid4())
+    timestamp = now_text()
+    recipients = []
+    for user_id in targets:
+        seq = None
+        if persist:
+            seq = seqs[user_id] = seqs.get(user_id, 0) + 1
+        live = tuple(connections.get(user_id, ()))
+        if live:
+            event_out = {
+                "type": "websocket.send",
+                "text": _dumps(
+                    {
+                        "type": "message",
+                        "id": message_id,
+                        "seq": seq,
+                        "event": event,
+                        "from": None,
+                        "to": user_id,
+                        "data": data,
+                        "timestamp": timestamp,
+                        "mentions": [],
+                    }
+                ),
+            }
+            for send in live:
+                await send(event_out)
+        recipients.append(
+            {
+                "user_id": user_id,
+                "seq": seq,
+                "online": bool(live),
+                "connections": len(live),
+            }
+        )
+    return {"id": message_id, "recipients": recipients}
+
+
+async def _reply(send: Send, status: int, body: bytes) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _error(
+    send: Send, status: int, code: str, message: str, detail: dict | None = None
+) -> None:
+    body = _dumps({"error": code, "message": message, "detail": detail or {}})
+    await _reply(send, status, body.encode())

@@ -1,0 +1,118 @@
+"""Knowing, without asking on every push, whether Redis is reachable.
+
+Each process keeps one idle connection to Redis subscribed to a channel nobody
+publishes to: Redis going away closes it at once, which opens the circuit.
+Pushes then answer 503 at once, before storing anything, so a 503 always means
+"not accepted" (SPEC §6), at no cost per push while Redis is up. A publish that
+fails (a partition or a frozen server closes nothing) opens it too. The watch
+reconnecting, or any publish succeeding, closes it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+
+from django.conf import settings
+from redis import asyncio as aioredis
+from redis.exceptions import RedisError
+
+logger = logging.getLogger(__name__)
+
+WATCH_CHANNEL = "bridge:watch"
+RECONNECT_SECONDS = 0.5
+
+
+class LayerCircuit:
+    def __init__(self) -> None:
+        self.failed_at: float | None = None
+        self.succeeded_at = 0.0
+
+    @property
+    def is_open(self) -> bool:
+        return self.failed_at is not None
+
+    def trip(self, started_at: float | None = None) -> None:
+        """A Redis operation begun at `started_at` failed. It does not count if
+        another succeeded since it began: it outlived an outage already over."""
+        if started_at is not None and self.succeeded_at >= started_at:
+            return
+        if self.failed_at is None:
+            logger.warning("Redis unreachable: pushes answer 503 until it is back")
+            self.failed_at = time.monotonic()
+
+    def close(self) -> None:
+        self.succeeded_at = time.monotonic()
+        if self.failed_at is not None:
+            logger.warning("Redis reachable again")
+        self.failed_at = None
+
+
+circuit = LayerCircuit()
+_watchers: dict[asyncio.AbstractEventLoop, asyncio.Task] = {}
+# Loops whose watch has finished its first connection attempt.
+_settled: set[asyncio.AbstractEventLoop] = set()
+
+
+def is_watched() -> bool:
+    """Whether a live watch has already seen Redis once (so the circuit is its
+    word, not a stale one). Sync callers that run each call in a fresh loop
+    (tests, management commands) have none and must ask Redis."""
+    return any(
+        not task.done() and not loop.is_closed() and loop in _settled
+        for loop, task in _watchers.items()
+    )
+
+
+def ensure_watching() -> None:
+    """Start this loop's watch task if it is not running (idempotent, cheap).
+
+    Only on the main thread's loop (daphne's, or a test's): a loop on another
+    thread is asgiref's throwaway loop for one sync call, which a watch would
+    only outlive."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    loop = asyncio.get_running_loop()
+    task = _watchers.get(loop)
+    if task is None or task.done():
+        for stale in [other for other in _watchers if other.is_closed()]:
+            del _watchers[stale]
+            _settled.discard(stale)
+        _watchers[loop] = loop.create_task(_watch())
+
+
+async def _watch() -> None:
+    """Wait on a subscribed connection; it returns only when Redis closes it."""
+    pool = aioredis.ConnectionPool.from_url(
+        settings.REDIS_URL,
+        socket_connect_timeout=2,
+        socket_timeout=None,
+        socket_keepalive=True,
+    )
+    while True:
+        connection = pool.make_connection()
+        try:
+            await connection.connect()
+            await connection.send_command("SUBSCRIBE", WATCH_CHANNEL)
+            await connection.read_response()
+            circuit.close()
+            _settled.add(asyncio.get_running_loop())
+            while True:
+                await connection.read_response(timeout=None)
+        except (RedisError, OSError):
+            _unless_cancelled()
+            circuit.trip()
+            _settled.add(asyncio.get_running_loop())
+        finally:
+            await connection.disconnect()
+        await asyncio.sleep(RECONNECT_SECONDS)
+
+
+def _unless_cancelled() -> None:
+    """redis-py may turn a cancellation into a connection error; a watch whose
+    loop is shutting down must stop, not report an outage and carry on."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
