@@ -23,12 +23,15 @@ logger = logging.getLogger(__name__)
 
 WATCH_CHANNEL = "bridge:watch"
 RECONNECT_SECONDS = 0.5
+CONNECT_SECONDS = 2.0
+PROBE_SECONDS = 1.0
 
 
 class LayerCircuit:
     def __init__(self) -> None:
         self.failed_at: float | None = None
         self.succeeded_at = 0.0
+        self.probed_at = 0.0
 
     @property
     def is_open(self) -> bool:
@@ -42,6 +45,15 @@ class LayerCircuit:
         if self.failed_at is None:
             logger.warning("Redis unreachable: pushes answer 503 until it is back")
             self.failed_at = time.monotonic()
+
+    def probe_due(self) -> bool:
+        """While open, True at most once per PROBE_SECONDS: that caller tries Redis
+        for real, so recovery never depends on the watch alone."""
+        now = time.monotonic()
+        if self.failed_at is None or now - self.probed_at < PROBE_SECONDS:
+            return False
+        self.probed_at = now
+        return True
 
     def close(self) -> None:
         self.succeeded_at = time.monotonic()
@@ -91,19 +103,27 @@ async def _watch() -> None:
         socket_timeout=None,
         socket_keepalive=True,
     )
+    ever_subscribed = False
     while True:
         connection = pool.make_connection()
+        subscribed = False
         try:
-            await connection.connect()
-            await connection.send_command("SUBSCRIBE", WATCH_CHANNEL)
-            await connection.read_response()
+            # Bounded: a connect to a Redis that is still starting can hang.
+            async with asyncio.timeout(CONNECT_SECONDS):
+                await connection.connect()
+                await connection.send_command("SUBSCRIBE", WATCH_CHANNEL)
+                await connection.read_response()
+            subscribed = ever_subscribed = True
             circuit.close()
             _settled.add(asyncio.get_running_loop())
             while True:
                 await connection.read_response(timeout=None)
         except (RedisError, OSError):
             _unless_cancelled()
-            circuit.trip()
+            # Losing the subscription is news; failing to get it back is not
+            # (pushes' own probes close the circuit once Redis answers).
+            if subscribed or not ever_subscribed:
+                circuit.trip()
             _settled.add(asyncio.get_running_loop())
         finally:
             await connection.disconnect()

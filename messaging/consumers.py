@@ -78,7 +78,12 @@ class BridgeConsumer(AsyncWebsocketConsumer):
             user_id = await authenticate(handshake, self.scope)
             # Both are Redis round trips on different connections: overlap them.
             # A refused registration (4429) leaves the joined groups on disconnect.
-            if redis_health.circuit.is_open and redis_health.is_watched():
+            circuit = redis_health.circuit
+            if (
+                circuit.is_open
+                and redis_health.is_watched()
+                and not circuit.probe_due()
+            ):
                 raise _unavailable()
             outcomes = await asyncio.gather(
                 self._register(user_id), self._join(user_id), return_exceptions=True

@@ -178,9 +178,10 @@ def push_batch(
 def _refuse_while_redis_is_down() -> None:
     """503 before storing anything: at once while the watch knows Redis is down
     (never a wait on a dead Redis per push), by asking where nothing watches."""
-    if not redis_health.is_watched():
-        async_to_sync(check_layer)()  # closes a circuit left open, or raises
-    elif redis_health.circuit.is_open:
+    circuit = redis_health.circuit
+    if not redis_health.is_watched() or circuit.probe_due():
+        async_to_sync(check_layer)()  # closes the circuit, or raises
+    elif circuit.is_open:
         raise LayerUnavailable("Redis is unreachable")
 
 
@@ -191,9 +192,10 @@ def push(request: PushRequest) -> PushReceipt:
 async def send_client_message(message: ClientMessage) -> PushReceipt:
     """Route, store and send a client's message; raises RoutingRefused or
     LayerUnavailable. The sender gets no copy."""
-    if not redis_health.is_watched():
+    circuit = redis_health.circuit
+    if not redis_health.is_watched() or circuit.probe_due():
         await check_layer()
-    elif redis_health.circuit.is_open:
+    elif circuit.is_open:
         raise LayerUnavailable("Redis is unreachable")
     plan, created_at = await database_sync_to_async(_plan_and_store_client_message)(
         message
