@@ -14,9 +14,9 @@ import asyncio
 import logging
 import threading
 import time
+from urllib.parse import unquote, urlsplit
 
 from django.conf import settings
-from redis import asyncio as aioredis
 from redis.exceptions import RedisError
 
 logger = logging.getLogger(__name__)
@@ -96,38 +96,60 @@ def ensure_watching() -> None:
 
 
 async def _watch() -> None:
-    """Wait on a subscribed connection; it returns only when Redis closes it."""
-    pool = aioredis.ConnectionPool.from_url(
-        settings.REDIS_URL,
-        socket_connect_timeout=2,
-        socket_timeout=None,
-        socket_keepalive=True,
-    )
-    ever_subscribed = False
+    """Hold a subscribed connection; it returns only when Redis closes it.
+
+    A plain asyncio stream, not a redis-py connection: under daphne a redis-py
+    connect here was seen to hang with Redis up, and nothing more than
+    SUBSCRIBE and end-of-stream is needed."""
+    url = urlsplit(settings.REDIS_URL)
+    host, port = url.hostname or "127.0.0.1", url.port or 6379
     while True:
-        connection = pool.make_connection()
         subscribed = False
+        writer = None
         try:
-            # Bounded: a connect to a Redis that is still starting can hang.
             async with asyncio.timeout(CONNECT_SECONDS):
-                await connection.connect()
-                await connection.send_command("SUBSCRIBE", WATCH_CHANNEL)
-                await connection.read_response()
-            subscribed = ever_subscribed = True
+                reader, writer = await asyncio.open_connection(
+                    host, port, ssl=url.scheme == "rediss" or None
+                )
+                if url.password:
+                    writer.write(_command("AUTH", *_credentials(url)))
+                    if not (await reader.readline()).startswith(b"+"):
+                        raise ConnectionError("Redis refused the credentials")
+                writer.write(_command("SUBSCRIBE", WATCH_CHANNEL))
+                await reader.readuntil(WATCH_CHANNEL.encode() + b"\r\n:1\r\n")
+            subscribed = True
             circuit.close()
             _settled.add(asyncio.get_running_loop())
-            while True:
-                await connection.read_response(timeout=None)
-        except (RedisError, OSError):
+            while await reader.read(1024):
+                pass  # nobody publishes here; an empty read is Redis gone
+            raise ConnectionError("Redis closed the connection")
+        except (RedisError, OSError, asyncio.IncompleteReadError):
             _unless_cancelled()
-            # Losing the subscription is news; failing to get it back is not
-            # (pushes' own probes close the circuit once Redis answers).
-            if subscribed or not ever_subscribed:
+            # Only losing an established subscription is news; failed publishes
+            # open the circuit when the watch cannot connect at all.
+            if subscribed:
                 circuit.trip()
             _settled.add(asyncio.get_running_loop())
         finally:
-            await connection.disconnect()
+            if writer is not None:
+                writer.close()
         await asyncio.sleep(RECONNECT_SECONDS)
+
+
+def _credentials(url) -> list[str]:
+    return (
+        [unquote(url.username), unquote(url.password)]
+        if url.username
+        else [unquote(url.password)]
+    )
+
+
+def _command(*parts: str) -> bytes:
+    encoded = [part.encode() for part in parts]
+    lines = [b"*%d" % len(encoded)]
+    for part in encoded:
+        lines += [b"$%d" % len(part), part]
+    return b"\r\n".join(lines) + b"\r\n"
 
 
 def _unless_cancelled() -> None:
