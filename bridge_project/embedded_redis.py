@@ -31,6 +31,20 @@ def redis_binary() -> str:
     return str(shipped)
 
 
+def stop_process(process: subprocess.Popen, *, kill: bool = False) -> None:
+    """SIGKILL or SIGTERM, then wait; a process that ignores SIGTERM for 10 s is
+    killed."""
+    if kill:
+        process.kill()
+    else:
+        process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -82,18 +96,9 @@ class EmbeddedRedis:
         raise RuntimeError(f"redis-server did not answer on port {self.port}")
 
     def stop(self, *, kill: bool = False) -> None:
-        if self.process is None:
-            return
-        if kill:
-            self.process.kill()
-        else:
-            self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-        self.process = None
+        if self.process is not None:
+            stop_process(self.process, kill=kill)
+            self.process = None
 
     def _answers(self) -> bool:
         try:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 
-from bridge_project.embedded_redis import free_port
+from bridge_project.embedded_redis import free_port, stop_process
 from bridge_project.serve import daphne_command
 
 REPO = Path(__file__).resolve().parents[2]
@@ -106,15 +106,7 @@ class DaphneProcess:
     def stop(self, *, kill: bool = False) -> None:
         if self.process is None:
             return
-        if kill:
-            self.process.kill()
-        else:
-            self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        stop_process(self.process, kill=kill)
         self.process = None
         self._log.close()
 
