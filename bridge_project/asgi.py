@@ -3,9 +3,8 @@
 import logging
 import os
 
-from django.core.asgi import get_asgi_application
-
 from bridge_project import daphne_compat
+from bridge_project.asgi_handler import get_asgi_application
 
 daphne_compat.install()
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "bridge_project.settings")

@@ -230,14 +230,14 @@ def _plan_and_store_client_message(message: ClientMessage):
 
 
 async def publish(outgoing: Sequence[_Outgoing]) -> None:
-    """Send layer events concurrently; raise LayerUnavailable past the deadline."""
+    """Send layer events (one pipeline); raise LayerUnavailable past the deadline."""
     redis_health.ensure_watching()
     started_at = time.monotonic()
     layer = get_channel_layer()
-    sends = [layer.group_send(item.group, item.event) for item in outgoing]
     try:
         await asyncio.wait_for(
-            asyncio.gather(*sends), timeout=settings.BRIDGE_LAYER_TIMEOUT
+            layer.group_send_many((item.group, item.event) for item in outgoing),
+            timeout=settings.BRIDGE_LAYER_TIMEOUT,
         )
     except (RedisError, OSError, TimeoutError) as exc:
         redis_health.circuit.trip(started_at)

@@ -96,22 +96,33 @@ class PushSerializer(serializers.Serializer):
         return attrs
 
     def push_request(self) -> PushRequest:
-        attrs = self.validated_data
-        if "user_id" in attrs:
-            targets: tuple[str, ...] = (attrs["user_id"],)
-        else:
-            targets = tuple(attrs.get("user_ids", ()))
-        broadcast = attrs.get("broadcast") is True
-        return PushRequest(
-            targets=targets,
-            event=attrs["event"],
-            data=attrs["payload"],
-            sender=attrs.get("sender"),
-            persist=attrs["persist"] and not broadcast,
-            broadcast=broadcast,
-            text=mention_text(attrs["payload"]),
-            idempotency_key=attrs.get("idempotency_key"),
-        )
+        return push_request_from(self.validated_data)
+
+    def validate_item(self, data: Any) -> dict[str, Any]:
+        """Validate one push of a batch with this instance; raises ValidationError.
+
+        A batch reuses one instance because DRF builds (deep-copies) a
+        serializer's fields per instance, which cost more than validating."""
+        self.initial_data = data
+        return self.run_validation(data)
+
+
+def push_request_from(attrs: dict[str, Any]) -> PushRequest:
+    if "user_id" in attrs:
+        targets: tuple[str, ...] = (attrs["user_id"],)
+    else:
+        targets = tuple(attrs.get("user_ids", ()))
+    broadcast = attrs.get("broadcast") is True
+    return PushRequest(
+        targets=targets,
+        event=attrs["event"],
+        data=attrs["payload"],
+        sender=attrs.get("sender"),
+        persist=attrs["persist"] and not broadcast,
+        broadcast=broadcast,
+        text=mention_text(attrs["payload"]),
+        idempotency_key=attrs.get("idempotency_key"),
+    )
 
 
 def _require_known_fields(
@@ -146,22 +157,22 @@ def _encoded_size(value: Any) -> int:
 class BatchSerializer(serializers.Serializer):
     messages = serializers.ListField(child=serializers.JSONField(), min_length=1)
 
-    def validate_messages(self, items: list[Any]) -> list[PushSerializer]:
+    def validate_messages(self, items: list[Any]) -> list[dict[str, Any]]:
         limit = settings.BRIDGE_MAX_BATCH
         if len(items) > limit:
             raise serializers.ValidationError(
                 f"At most {limit} messages per batch.", code="max_length"
             )
+        item_serializer = PushSerializer()
         validated, errors = [], {}
         for index, item in enumerate(items):
-            item_serializer = PushSerializer(data=item)
-            if item_serializer.is_valid():
-                validated.append(item_serializer)
-            else:
-                errors[str(index)] = item_serializer.errors
+            try:
+                validated.append(item_serializer.validate_item(item))
+            except serializers.ValidationError as exc:
+                errors[str(index)] = serializers.as_serializer_error(exc)
         seen: dict[str, int] = {}
-        for index, item_serializer in enumerate(validated):
-            key = item_serializer.validated_data.get("idempotency_key")
+        for index, attrs in enumerate(validated):
+            key = attrs.get("idempotency_key")
             if key is None:
                 continue
             if key in seen:
@@ -182,7 +193,7 @@ class BatchSerializer(serializers.Serializer):
         return super().to_internal_value(data)
 
     def push_requests(self) -> list[PushRequest]:
-        return [item.push_request() for item in self.validated_data["messages"]]
+        return [push_request_from(attrs) for attrs in self.validated_data["messages"]]
 
 
 class RecipientReplySerializer(serializers.Serializer):
