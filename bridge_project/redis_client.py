@@ -13,6 +13,8 @@ import weakref
 from django.conf import settings
 from redis import asyncio as aioredis
 
+from bridge_project.redis_batching import CoalescingPipeline, Command
+
 _clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, aioredis.Redis] = (
     weakref.WeakKeyDictionary()
 )
@@ -35,3 +37,25 @@ def get_redis() -> aioredis.Redis:
         client = aioredis.Redis(connection_pool=pool)
         _clients[loop] = client
     return client
+
+
+_pipelines: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, CoalescingPipeline] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def get_shared_pipeline() -> CoalescingPipeline:
+    """The running loop's CoalescingPipeline over get_redis(): concurrent
+    callers' commands share round trips."""
+    loop = asyncio.get_running_loop()
+    shared = _pipelines.get(loop)
+    if shared is None:
+
+        async def send(commands: list[Command]) -> list:
+            pipeline = get_redis().pipeline(transaction=False)
+            for command in commands:
+                pipeline.execute_command(*command)
+            return await pipeline.execute()
+
+        shared = _pipelines[loop] = CoalescingPipeline(send)
+    return shared

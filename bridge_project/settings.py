@@ -77,7 +77,6 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
-    "bridge_project.middleware.SyncStackMiddleware",
 ]
 
 ROOT_URLCONF = "bridge_project.urls"
@@ -138,6 +137,9 @@ WHITENOISE_AUTOREFRESH = False
 REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
 
 BRIDGE_REDIS_MAX_CONNECTIONS = env_int("BRIDGE_REDIS_MAX_CONNECTIONS", 1000, minimum=10)
+# Idle HTTP request threads a process keeps, each with its database connection
+# (bridge_project/asgi_handler.py). Size it to the requests in flight per process.
+BRIDGE_REQUEST_THREADS = env_int("BRIDGE_REQUEST_THREADS", 64, minimum=1)
 CHANNEL_LAYERS = {
     "default": pubsub_layer(REDIS_URL, max_connections=BRIDGE_REDIS_MAX_CONNECTIONS)
 }

@@ -235,10 +235,8 @@ async def publish(outgoing: Sequence[_Outgoing]) -> None:
     started_at = time.monotonic()
     layer = get_channel_layer()
     try:
-        await asyncio.wait_for(
-            layer.group_send_many((item.group, item.event) for item in outgoing),
-            timeout=settings.BRIDGE_LAYER_TIMEOUT,
-        )
+        async with asyncio.timeout(settings.BRIDGE_LAYER_TIMEOUT):
+            await layer.group_send_many((item.group, item.event) for item in outgoing)
     except (RedisError, OSError, TimeoutError) as exc:
         redis_health.circuit.trip(started_at)
         logger.warning("channel layer unavailable: %s", type(exc).__name__)

@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass
 
 from django.conf import settings
 
-from bridge_project.redis_client import get_redis
+from bridge_project.redis_client import get_redis, get_shared_pipeline
 
 PREFIX = "bridge:"
 ONLINE_KEY = f"{PREFIX}online"
@@ -135,10 +135,9 @@ async def connection_counts(user_ids: Iterable[str]) -> dict[str, int]:
     if not users:
         return {}
     now = time.time()
-    pipe = get_redis().pipeline(transaction=False)
-    for user_id in users:
-        pipe.zcount(user_key(user_id), now, "+inf")
-    counts = await pipe.execute()
+    counts = await get_shared_pipeline().execute(
+        [("ZCOUNT", user_key(user_id), now, "+inf") for user_id in users]
+    )
     return dict(zip(users, (int(c) for c in counts), strict=True))
 
 

@@ -193,16 +193,17 @@ async def test_retry_arriving_while_the_original_is_being_sent_gets_the_same_rep
     socket = await listen(user)
     body = {"user_id": user, "message": "deployed", "idempotency_key": "deploy-43"}
     layer = get_channel_layer()
-    send_to_group = layer.group_send
+    send_to_groups = layer.group_send_many
     retries = []
 
-    async def retry_while_sending(group: str, message: dict) -> None:
+    async def retry_while_sending(messages) -> None:
+        messages = list(messages)
         # The original is stored and committed, and is being sent right now.
-        if group == user_group(user) and not retries:
+        if any(group == user_group(user) for group, _ in messages) and not retries:
             retries.append(await apost(PUSH, body))
-        await send_to_group(group, message)
+        await send_to_groups(messages)
 
-    layer.group_send = retry_while_sending
+    layer.group_send_many = retry_while_sending
     original = await apost(PUSH, body)
     assert original.status_code == 202, original.content
     assert original.json()["recipients"][0]["connections"] == 1
