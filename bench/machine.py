@@ -154,6 +154,9 @@ def _versions() -> dict[str, str]:
     found = {}
     for name in (
         "daphne",
+        "uvicorn",
+        "uvloop",
+        "httptools",
         "Django",
         "channels",
         "channels-redis",

@@ -22,7 +22,8 @@ Not implemented (Bridge's cost, not the reference's): authentication, mentions
 (`mentions` is always `[]`), senders, broadcasts, idempotency, storage and
 resume, presence across processes, connection limits, server heartbeats, rate
 limits, metrics. Served by daphne like Bridge, so both pay the same server
-overhead (Twisted, daphne's HTTP/WebSocket protocol, its access log).
+overhead (Twisted, daphne's HTTP/WebSocket protocol, its access log); with
+`python -m bench.run --server uvicorn` both run under uvicorn instead.
 """
 
 from __future__ import annotations

@@ -121,8 +121,8 @@ ROWS: list[tuple[str, Getter, int, bool]] = [
     ("client CPU cores busy", _client_cores, 2, False),
     ("other processes CPU s", _get("other_cpu_s"), 2, False),
     ("load average (1 min)", _get("load_avg_1m"), 2, False),
-    ("daphne log errors", _get("log_error_lines"), 0, False),
-    ("daphne log warnings", _get("log_warning_lines"), 0, False),
+    ("server log errors", _get("log_error_lines"), 0, False),
+    ("server log warnings", _get("log_warning_lines"), 0, False),
     ("wall time s", _get("wall_s"), 1, True),
 ]
 
@@ -154,6 +154,8 @@ def header(machine: dict) -> str:
         f"  packages: {packages}",
         f"  app     : {machine.get('app_dir')} @ {machine.get('git') or '-'}",
     ]
+    if machine.get("server"):
+        lines.append(f"  server  : {machine['server']}")
     if machine.get("bridge_env"):
         env = " ".join(f"{k}={v}" for k, v in machine["bridge_env"].items())
         lines.append(f"  env     : {env}")
@@ -330,7 +332,7 @@ def problems(results: list[dict], nproc: int | None = None) -> str:
             out.append(f"{where}: connections closed by server {r['closed_by_server']}")
         if r.get("log_excerpt"):
             out.append(
-                f"{where}: daphne log: {r['log_error_lines']} error and"
+                f"{where}: server log: {r['log_error_lines']} error and"
                 f" {r['log_warning_lines']} warning lines; first ones:"
             )
             out.extend("    " + line for line in r["log_excerpt"].splitlines())

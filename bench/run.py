@@ -8,12 +8,15 @@
     python -m bench.run --target http://127.0.0.1:8000 --server-pid 1234
     python -m bench.run --no-reference        # Bridge only
     python -m bench.run --reference-only      # the reference bridge only
+    python -m bench.run --server uvicorn      # both targets under uvicorn
 
 By default each scenario gets a fresh server: an embedded redis-server, a newly
 migrated SQLite file in a temporary directory and N daphne processes. Each
 scenario then runs again against the in-memory reference bridge
 (bench/reference.py, one daphne, no Redis, no database), and the table adds a
-bridge/reference ratio column. See bench/README.md for what every figure means.
+bridge/reference ratio column. `--server uvicorn` runs both under uvicorn
+(uvloop, httptools) instead of daphne (`pip install -e '.[bench]'`). See
+bench/README.md for what every figure means.
 """
 
 from __future__ import annotations
@@ -28,11 +31,14 @@ from pathlib import Path
 from bench import report, scenarios
 from bench.machine import REPO, machine_info, raise_nofile_limit
 from bench.targets import (
+    SERVERS,
+    UVICORN_WS,
     BridgeTarget,
     ExternalTarget,
     ReferenceTarget,
     Target,
     TargetError,
+    missing_server_packages,
 )
 
 
@@ -102,7 +108,25 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     server = parser.add_argument_group("server")
     server.add_argument(
-        "--processes", type=int, default=1, help="daphne processes (default 1)"
+        "--server",
+        choices=SERVERS,
+        default="daphne",
+        help="ASGI server for Bridge and the reference alike (default daphne;"
+        " uvicorn runs with uvloop and httptools, from the `bench` extra:"
+        " pip install -e '.[bench]')",
+    )
+    server.add_argument(
+        "--uvicorn-ws",
+        choices=UVICORN_WS,
+        default=UVICORN_WS[0],
+        help=f"with --server uvicorn: its WebSocket implementation (default"
+        f" {UVICORN_WS[0]})",
+    )
+    server.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        help="server processes for Bridge (default 1)",
     )
     server.add_argument(
         "--target",
@@ -122,7 +146,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--server-env",
         action="append",
         metavar="KEY=VALUE",
-        help="extra environment for the daphne processes (repeatable)",
+        help="extra environment for Bridge's server processes (repeatable)",
     )
     server.add_argument(
         "--app-dir",
@@ -150,7 +174,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     server.add_argument(
         "--keep-dir",
         action="store_true",
-        help="keep the temporary directory (database, daphne logs)",
+        help="keep the temporary directory (database, server logs)",
     )
     tuning = parser.add_argument_group("measurement")
     tuning.add_argument(
@@ -179,7 +203,11 @@ def target_factories(args: argparse.Namespace) -> list[Callable[[], Target]]:
     """One factory per server under test: Bridge (or --target), then the
     in-memory reference unless --no-reference. The first is the numerator of
     the ratio columns."""
-    reference = [lambda: ReferenceTarget(keep_dir=args.keep_dir)]
+    reference = [
+        lambda: ReferenceTarget(
+            keep_dir=args.keep_dir, server=args.server, uvicorn_ws=args.uvicorn_ws
+        )
+    ]
     if args.reference_only:
         return reference
     if args.target:
@@ -193,6 +221,8 @@ def target_factories(args: argparse.Namespace) -> list[Callable[[], Target]]:
                 extra_env=env,
                 keep_dir=args.keep_dir,
                 app_dir=args.app_dir.resolve(),
+                server=args.server,
+                uvicorn_ws=args.uvicorn_ws,
             )
         ]
     return factories if args.no_reference else factories + reference
@@ -241,6 +271,13 @@ def main(argv: list[str] | None = None) -> int:
         scenarios.build(name, quick=args.quick, **overrides)
         for name in _scenario_names(args.scenario)
     ]
+    missing = missing_server_packages(args.server, args.uvicorn_ws)
+    if missing:
+        raise SystemExit(
+            f"--server {args.server} needs {', '.join(missing)}, not installed in"
+            f" {sys.executable}.\nInstall the bench extra: pip install -e '.[bench]'"
+            " (or: pip install 'uvicorn[standard]')"
+        )
     biggest = max(s.connections for s in selected)
     soft, hard = raise_nofile_limit(biggest * 2 + 1000)
     if soft < biggest + 200:
@@ -255,6 +292,11 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     machine = machine_info(args.app_dir.resolve())
+    machine["server"] = args.server
+    if args.server == "uvicorn":
+        machine["server"] += f" (uvloop, httptools, ws {args.uvicorn_ws})"
+    if args.target:
+        machine["server"] += " for the reference; Bridge is --target"
     print(report.header(machine), flush=True)
     print(f"  limits  : RLIMIT_NOFILE {soft}/{hard}", flush=True)
 
@@ -329,7 +371,7 @@ def main(argv: list[str] | None = None) -> int:
             print("\nProblems:")
             print(trouble)
         else:
-            print("\nNo loss, duplicates, non-202 replies or daphne log errors.")
+            print("\nNo loss, duplicates, non-202 replies or server log errors.")
     if args.json:
         report.write_json(
             args.json,

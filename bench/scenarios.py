@@ -122,7 +122,7 @@ _EXCERPT_LINES = 80
 
 
 def _log_findings(log: str) -> dict:
-    """Error and warning lines of a daphne log, with their tracebacks."""
+    """Error and warning lines of a server log, with their tracebacks."""
     lines = log.splitlines()
     errors = warnings = 0
     excerpt: list[str] = []

@@ -6,10 +6,15 @@ watching (redis-server), whether the server is still alive, and its log. A
 second target, the in-memory reference bridge (`ReferenceTarget`,
 bench/reference.py), is another subclass; `bench.run` runs every scenario
 against every target it is given and the report prints ratios between them.
+
+Both targets run under the same ASGI server, daphne (Bridge's documented
+default) or uvicorn (`--server uvicorn`, the optional `bench` extra), started
+by `server_command` with equivalent settings.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import signal
@@ -37,9 +42,33 @@ SERVER_ENV = {
 # As bridge_project.serve.daphne_command runs it.
 MAX_MESSAGE_SIZE = "1048576"
 
+#: ASGI servers the bench can start its targets under (`--server`).
+SERVERS = ("daphne", "uvicorn")
+#: uvicorn's WebSocket implementations (`--uvicorn-ws`); the first is the default.
+UVICORN_WS = ("websockets", "websockets-sansio", "wsproto")
+_UVICORN_NEEDS = {
+    "uvicorn": "uvicorn",
+    "uvloop": "uvloop",
+    "httptools": "httptools",
+    "websockets": "websockets",
+    "websockets-sansio": "websockets",
+    "wsproto": "wsproto",
+}
+
 
 class TargetError(RuntimeError):
     pass
+
+
+def missing_server_packages(server: str, uvicorn_ws: str = UVICORN_WS[0]) -> list[str]:
+    """Modules `server` needs that this interpreter cannot import ([] if none).
+
+    The servers run with this interpreter (sys.executable), so what it can
+    import is what they can."""
+    if server != "uvicorn":
+        return []
+    wanted = ["uvicorn", "uvloop", "httptools", _UVICORN_NEEDS[uvicorn_ws]]
+    return [name for name in wanted if importlib.util.find_spec(name) is None]
 
 
 class Target(ABC):
@@ -70,6 +99,11 @@ class Target(ABC):
         """Processes whose RSS and CPU are reported as the server's."""
         return []
 
+    def _first_port(self) -> int:
+        """The port of the first server process this target started (0: none)."""
+        started = getattr(self, "_daphnes", None)
+        return started[0][0] if started else 0
+
     def aux_pids(self) -> dict[str, list[int]]:
         """Other processes worth measuring, by label (e.g. {"redis": [pid]})."""
         return {}
@@ -97,9 +131,10 @@ class Target(ABC):
 
 
 class BridgeTarget(Target):
-    """Bridge as `make run` would serve it: embedded Redis, fresh SQLite, N daphnes.
+    """Bridge as `make run` would serve it: embedded Redis, fresh SQLite, N daphnes
+    (or N uvicorns with server="uvicorn", one worker each).
 
-    Every daphne process shares the one Redis and the one database file.
+    Every server process shares the one Redis and the one database file.
     """
 
     name = "bridge"
@@ -111,8 +146,12 @@ class BridgeTarget(Target):
         keep_dir: bool = False,
         start_timeout: float = 60.0,
         app_dir: Path = REPO,
+        server: str = "daphne",
+        uvicorn_ws: str = UVICORN_WS[0],
     ) -> None:
         self.processes = processes
+        self.server = server
+        self.uvicorn_ws = uvicorn_ws
         self.app_dir = Path(app_dir)
         self.extra_env = extra_env or {}
         self.keep_dir = keep_dir
@@ -134,11 +173,16 @@ class BridgeTarget(Target):
             self._migrate(env)
             for index in range(self.processes):
                 port = free_port()
-                log_path = self.workdir / f"daphne-{index}.log"
+                log_path = self.workdir / f"{self.server}-{index}.log"
                 log = open(log_path, "ab")  # noqa: SIM115 - closed in stop()
                 self._logs.append(log)
                 process = subprocess.Popen(
-                    daphne_command(port, "bridge_project.asgi:application"),
+                    server_command(
+                        self.server,
+                        port,
+                        "bridge_project.asgi:application",
+                        uvicorn_ws=self.uvicorn_ws,
+                    ),
                     cwd=self.app_dir,
                     env=env,
                     stdout=log,
@@ -146,7 +190,7 @@ class BridgeTarget(Target):
                 )
                 self._daphnes.append((port, process, log_path))
             for port, process, log_path in self._daphnes:
-                wait_healthy(port, process, log_path, self.start_timeout)
+                wait_healthy(port, process, log_path, self.start_timeout, self.server)
         except BaseException:
             self.stop()
             raise
@@ -215,7 +259,7 @@ class BridgeTarget(Target):
 
     def dead(self) -> list[str]:
         return [
-            f"daphne :{port} exited with {process.returncode}"
+            f"{self.server} :{port} exited with {process.returncode}"
             for port, process, _log in self._daphnes
             if process.poll() is not None
         ]
@@ -230,6 +274,13 @@ class BridgeTarget(Target):
         return {
             "name": self.name,
             "processes": self.processes,
+            "server": self.server,
+            "command": server_command(
+                self.server,
+                self._first_port(),
+                "bridge_project.asgi:application",
+                self.uvicorn_ws,
+            )[1:],
             "app_dir": str(self.app_dir),
             "http_urls": self.http_urls,
             "workdir": str(self.workdir) if self.keep_dir else None,
@@ -274,15 +325,24 @@ class ExternalTarget(Target):
 
 
 class ReferenceTarget(Target):
-    """The in-memory reference bridge (bench/reference.py) under one daphne.
+    """The in-memory reference bridge (bench/reference.py) under one daphne
+    (or one uvicorn with server="uvicorn").
 
-    Same server, same flags as Bridge's daphnes, no Redis, no database: the
-    floor Bridge's figures are divided by. Always one process (its state is a
-    dict in that process)."""
+    Same server, same flags as Bridge's, no Redis, no database: the floor
+    Bridge's figures are divided by. Always one process (its state is a dict in
+    that process)."""
 
     name = "reference"
 
-    def __init__(self, keep_dir: bool = False, start_timeout: float = 30.0) -> None:
+    def __init__(
+        self,
+        keep_dir: bool = False,
+        start_timeout: float = 30.0,
+        server: str = "daphne",
+        uvicorn_ws: str = UVICORN_WS[0],
+    ) -> None:
+        self.server = server
+        self.uvicorn_ws = uvicorn_ws
         self.keep_dir = keep_dir
         self.start_timeout = start_timeout
         self.workdir: Path | None = None
@@ -295,7 +355,7 @@ class ReferenceTarget(Target):
         self.workdir = Path(tempfile.mkdtemp(prefix="bridge-bench-ref-"))
         try:
             port = free_port()
-            log_path = self.workdir / "daphne-reference.log"
+            log_path = self.workdir / f"{self.server}-reference.log"
             self._log = open(log_path, "ab")  # noqa: SIM115 - closed in stop()
             env = {
                 key: value
@@ -304,14 +364,19 @@ class ReferenceTarget(Target):
             }
             env["PYTHONUNBUFFERED"] = "1"
             process = subprocess.Popen(
-                daphne_command(port, "bench.reference:application"),
+                server_command(
+                    self.server,
+                    port,
+                    "bench.reference:application",
+                    uvicorn_ws=self.uvicorn_ws,
+                ),
                 cwd=REPO,
                 env=env,
                 stdout=self._log,
                 stderr=subprocess.STDOUT,
             )
             self._daphnes.append((port, process, log_path))
-            wait_healthy(port, process, log_path, self.start_timeout)
+            wait_healthy(port, process, log_path, self.start_timeout, self.server)
         except BaseException:
             self.stop()
             raise
@@ -341,7 +406,7 @@ class ReferenceTarget(Target):
 
     def dead(self) -> list[str]:
         return [
-            f"daphne :{port} exited with {process.returncode}"
+            f"{self.server} :{port} exited with {process.returncode}"
             for port, process, _log in self._daphnes
             if process.poll() is not None
         ]
@@ -356,13 +421,31 @@ class ReferenceTarget(Target):
         return {
             "name": self.name,
             "processes": 1,
+            "server": self.server,
+            "command": server_command(
+                self.server,
+                self._first_port(),
+                "bench.reference:application",
+                self.uvicorn_ws,
+            )[1:],
             "app": "bench.reference:application",
             "http_urls": self.http_urls,
             "workdir": str(self.workdir) if self.keep_dir else None,
         }
 
 
-# --- daphne processes, shared by the targets that start them ----------------------
+# --- server processes, shared by the targets that start them ----------------------
+
+
+def server_command(
+    server: str, port: int, application: str, uvicorn_ws: str = UVICORN_WS[0]
+) -> list[str]:
+    """The command line of one server process, for `server` in SERVERS."""
+    if server == "daphne":
+        return daphne_command(port, application)
+    if server == "uvicorn":
+        return uvicorn_command(port, application, ws=uvicorn_ws)
+    raise ValueError(f"unknown server {server!r} (known: {', '.join(SERVERS)})")
 
 
 def daphne_command(port: int, application: str) -> list[str]:
@@ -373,15 +456,48 @@ def daphne_command(port: int, application: str) -> list[str]:
     return [*command, application]
 
 
+def uvicorn_command(port: int, application: str, ws: str = UVICORN_WS[0]) -> list[str]:
+    """uvicorn with what daphne_command gives daphne, as far as uvicorn has it.
+
+    Same bind and port, same incoming-message ceiling, access log on (daphne
+    logs every request to stdout by default, and the bench keeps that), no
+    permessage-deflate (daphne does not negotiate it), no proxy headers (off
+    in daphne), daphne's keepalive ping interval and timeout (20 s, 30 s),
+    idle keep-alive HTTP connections kept well beyond a bench run's pauses
+    (daphne does not close them), no lifespan (Django's ASGI handler has none;
+    daphne sends none). One process, no supervisor (`--workers 1`, so the pid
+    is the server's own and WEB_CONCURRENCY cannot fork workers). uvicorn
+    has no handshake timeout to match daphne's `--websocket_connect_timeout`."""
+    return [
+        sys.executable, "-m", "uvicorn",
+        "--host", "127.0.0.1", "--port", str(port),
+        "--workers", "1",
+        "--loop", "uvloop", "--http", "httptools", "--ws", ws,
+        "--ws-max-size", MAX_MESSAGE_SIZE,
+        "--ws-per-message-deflate", "false",
+        "--ws-ping-interval", "20", "--ws-ping-timeout", "30",
+        "--timeout-keep-alive", "60",
+        "--timeout-graceful-shutdown", "5",
+        "--no-proxy-headers",
+        "--lifespan", "off",
+        "--no-use-colors",
+        application,
+    ]  # fmt: skip
+
+
 def wait_healthy(
-    port: int, process: subprocess.Popen, log: Path, timeout: float
+    port: int,
+    process: subprocess.Popen,
+    log: Path,
+    timeout: float,
+    server: str = "daphne",
 ) -> None:
     deadline = time.monotonic() + timeout
     last = "no answer"
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise TargetError(
-                f"daphne on :{port} exited with {process.returncode}:\n"
+                f"{server} on :{port} exited with {process.returncode}:\n"
                 + _tail(log.read_text(errors="replace"), 40)
             )
         try:
@@ -392,11 +508,11 @@ def wait_healthy(
         except httpx.HTTPError as exc:
             last = type(exc).__name__
         time.sleep(0.1)
-    raise TargetError(f"daphne on :{port} not healthy ({last})")
+    raise TargetError(f"{server} on :{port} not healthy ({last})")
 
 
 def logs_since(daphnes: list[tuple[int, subprocess.Popen, Path]], mark: object) -> str:
-    """What the daphne logs got since log_mark() (a list of file sizes)."""
+    """What the server logs got since log_mark() (a list of file sizes)."""
     assert isinstance(mark, list)
     parts = []
     for (port, _p, log), offset in zip(daphnes, mark, strict=True):
@@ -404,7 +520,7 @@ def logs_since(daphnes: list[tuple[int, subprocess.Popen, Path]], mark: object) 
             handle.seek(offset)
             text = handle.read().decode(errors="replace")
         if text.strip():
-            prefix = f"[daphne :{port}] " if len(daphnes) > 1 else ""
+            prefix = f"[:{port}] " if len(daphnes) > 1 else ""
             parts.extend(prefix + line for line in text.splitlines())
     return "\n".join(parts)
 
