@@ -2,10 +2,16 @@
 
     python -m bench.heartbeat_cost          # 5,000 connections; 3600, 30 and 5 s
     python -m bench.heartbeat_cost --intervals 30,5 --connections 1000 --window 30
+    python -m bench.heartbeat_cost --intervals 5 --strategies per-socket
 
-For each BRIDGE_HEARTBEAT_INTERVAL it starts a fresh redis-server, a migrated
-SQLite file and one daphne (open mode), opens the connections (one user each),
-lets them settle, then measures over `--window` seconds of idleness:
+Two heartbeat strategies (`--strategies`, both by default, each interval run
+under each in turn): `timer`, the one timer per process that Bridge ships
+(`messaging.heartbeat`), and `per-socket`, one asyncio task per connection
+(`bench.heartbeat_per_socket`, a benchmark-only ASGI entry point).
+
+For each BRIDGE_HEARTBEAT_INTERVAL and strategy it starts a fresh redis-server,
+a migrated SQLite file and one daphne (open mode), opens the connections (one
+user each), lets them settle, then measures over `--window` seconds of idleness:
 
 - daphne's CPU, as % of one core: utime + stime from /proc/<pid>/stat;
 - Redis commands per second: the delta of INFO stats total_commands_processed
@@ -55,10 +61,16 @@ from bridge_project.serve import daphne_command  # noqa: E402
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 CONNECT_CONCURRENCY = 200
 PRESENCE_ONLINE_KEY = "bridge:online"  # messaging.presence.ONLINE_KEY
+# The ASGI application daphne serves for each heartbeat strategy.
+STRATEGIES = {
+    "timer": "bridge_project.asgi:application",
+    "per-socket": "bench.heartbeat_per_socket:application",
+}
 
 
 @dataclass
 class Result:
+    strategy: str
     interval_s: float
     connections: int
     window_s: float
@@ -114,7 +126,9 @@ def raise_nofile_limit() -> tuple[int, int]:
 class Server:
     """redis-server + migrated SQLite + one daphne, in a temporary directory."""
 
-    def __init__(self, interval: float, timeout: float, workdir: Path) -> None:
+    def __init__(
+        self, interval: float, timeout: float, workdir: Path, *, strategy: str
+    ) -> None:
         self.workdir = workdir
         self.redis = EmbeddedRedis().start()
         self.port = free_port()
@@ -138,7 +152,9 @@ class Server:
         )
         self.log = open(workdir / "daphne.log", "ab")  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen(
-            daphne_command("127.0.0.1", self.port, 65536),
+            daphne_command(
+                "127.0.0.1", self.port, 65536, application=STRATEGIES[strategy]
+            ),
             cwd=REPO,
             env=self.env,
             stdout=self.log,
@@ -254,11 +270,17 @@ def redis_stats(url: str) -> tuple[int, int]:
 
 
 async def measure(
-    interval: float, *, connections: int, window: float, settle: float, silent: bool
+    interval: float,
+    *,
+    strategy: str,
+    connections: int,
+    window: float,
+    settle: float,
+    silent: bool,
 ) -> Result:
     timeout = max(60.0, 3 * interval) if not silent else 10 * max(interval, window)
     workdir = Path(tempfile.mkdtemp(prefix="bridge-hb-cost-"))
-    server = Server(interval, timeout, workdir)
+    server = Server(interval, timeout, workdir, strategy=strategy)
     clients = Clients(f"ws://127.0.0.1:{server.port}", connections, answer=not silent)
     try:
         started = time.monotonic()
@@ -288,6 +310,7 @@ async def measure(
         if clients.closed:
             raise RuntimeError(f"{clients.closed} connections were closed")
         return Result(
+            strategy=strategy,
             interval_s=interval,
             connections=connections,
             window_s=round(elapsed, 1),
@@ -312,19 +335,23 @@ async def measure(
 
 def print_table(results: list[Result]) -> None:
     header = (
-        f"{'interval':>8} {'conns':>6} {'window':>6} {'daphne CPU':>10} "
+        f"{'strategy':>10} {'interval':>8} {'conns':>6} {'window':>6} "
+        f"{'daphne CPU':>10} "
         f"{'redis ops/s':>11} {'redis CPU':>9} {'pings/conn':>10} "
-        f"{'ping gap mean/max':>17} {'min online':>10} {'client CPU':>10}"
+        f"{'ping gap mean/max':>17} {'min online':>10} {'client CPU':>10} "
+        f"{'RSS':>8}"
     )
     print(header)
     for r in results:
         print(
-            f"{r.interval_s:>7g}s {r.connections:>6} {r.window_s:>5g}s "
+            f"{r.strategy:>10} {r.interval_s:>7g}s {r.connections:>6} "
+            f"{r.window_s:>5g}s "
             f"{r.daphne_cpu_pct:>9.2f}% {r.redis_ops_per_s:>11.1f} "
             f"{r.redis_cpu_pct:>8.2f}% {r.pings_per_connection:>10} "
             f"{_gaps(r.ping_gap_mean_s, r.ping_gap_max_s):>17} "
             f"{r.presence_min_online:>10} "
-            f"{r.client_cpu_pct:>9.2f}%"
+            f"{r.client_cpu_pct:>9.2f}% "
+            f"{r.daphne_rss_mb:>5.0f} MB"
         )
 
 
@@ -342,6 +369,11 @@ def main(argv: list[str] | None = None) -> int:
         default="3600,30,5",
         help="BRIDGE_HEARTBEAT_INTERVAL values, comma-separated (3600: no beat)",
     )
+    parser.add_argument(
+        "--strategies",
+        default="timer,per-socket",
+        help=f"heartbeat strategies, comma-separated, of: {', '.join(STRATEGIES)}",
+    )
     parser.add_argument("--window", type=float, default=60.0, help="seconds measured")
     parser.add_argument(
         "--settle", type=float, default=5.0, help="seconds between connects and window"
@@ -349,6 +381,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--silent", action="store_true", help="clients never pong")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args(argv)
+    strategies = [name.strip() for name in args.strategies.split(",") if name.strip()]
+    unknown = [name for name in strategies if name not in STRATEGIES]
+    if unknown or not strategies:
+        parser.error(f"--strategies: unknown {unknown}; choose from {list(STRATEGIES)}")
 
     soft, _ = raise_nofile_limit()
     if soft < args.connections * 2 + 100:
@@ -360,22 +396,36 @@ def main(argv: list[str] | None = None) -> int:
         flush=True,
     )
     results = []
+    failures = []
+    # Strategies inside intervals: the runs compared are close in time.
     for interval in (float(v) for v in args.intervals.split(",")):
-        result = asyncio.run(
-            measure(
-                interval,
-                connections=args.connections,
-                window=args.window,
-                settle=args.settle,
-                silent=args.silent,
-            )
-        )
-        print(json.dumps(asdict(result)), flush=True)
-        results.append(result)
+        for strategy in strategies:
+            try:
+                result = asyncio.run(
+                    measure(
+                        interval,
+                        strategy=strategy,
+                        connections=args.connections,
+                        window=args.window,
+                        settle=args.settle,
+                        silent=args.silent,
+                    )
+                )
+            except Exception as exc:
+                # A strategy that cannot hold N connections at this interval is
+                # a result too; the other runs still go ahead.
+                failure = f"{strategy} at {interval:g}s FAILED: {exc!r}"[:300]
+                print(failure, flush=True)
+                failures.append(failure)
+                continue
+            print(json.dumps(asdict(result)), flush=True)
+            results.append(result)
     print_table(results)
+    for failure in failures:
+        print(failure)
     if args.json:
         args.json.write_text(json.dumps([asdict(r) for r in results], indent=2))
-    return 0
+    return 1 if failures else 0
 
 
 if __name__ == "__main__":

@@ -38,12 +38,18 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def daphne_command(
-    bind: str, port: int, max_frame_bytes: int, *, access_log: bool = True
+    bind: str,
+    port: int,
+    max_frame_bytes: int,
+    *,
+    access_log: bool = True,
+    application: str = "bridge_project.asgi:application",
 ) -> list[str]:
     """The daphne command line Bridge runs with (tests and bench use it too).
 
     access_log=False (for BRIDGE_LOG_FORMAT=json) silences daphne's plain-text
-    access lines; Bridge's own `bridge.events` lines say the same in JSON."""
+    access lines; Bridge's own `bridge.events` lines say the same in JSON.
+    `application` is the ASGI application daphne serves (a bench may swap it)."""
     ceiling = websocket_max_message_size(max_frame_bytes)
     quiet = [] if access_log else ["--access-log", os.devnull]
     return [
@@ -54,7 +60,7 @@ def daphne_command(
         # connects on a busy 2-core machine takes longer than that to accept.
         "--websocket_connect_timeout", "30",
         *quiet,
-        "bridge_project.asgi:application",
+        application,
     ]  # fmt: skip
 
 
