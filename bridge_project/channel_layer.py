@@ -21,7 +21,9 @@ the behaviour against a real Redis.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
+from collections import deque
 from collections.abc import Iterable
 from typing import Any
 
@@ -34,8 +36,16 @@ class GroupPubSubChannelLayer(RedisPubSubChannelLayer):
     async def new_channel(self, prefix: str = "specific.") -> str:
         layer = self._get_layer()
         channel = f"{layer.prefix}{prefix}{uuid.uuid4().hex}"
-        layer.channels[channel] = asyncio.Queue()
+        layer.channels[channel] = ChannelInbox()
         return channel
+
+    def inbox(self, channel: str) -> ChannelInbox:
+        """Where the layer puts `channel`'s messages, still serialized."""
+        return self._get_layer().channels[channel]
+
+    def close_channel(self, channel: str) -> None:
+        """Forget a channel from new_channel (nothing to unsubscribe in Redis)."""
+        self._get_layer().channels.pop(channel, None)
 
     async def group_send_many(self, messages: Iterable[tuple[str, dict[str, Any]]]):
         """group_send each (group, message), in as few round trips as possible."""
@@ -49,6 +59,57 @@ class GroupPubSubChannelLayer(RedisPubSubChannelLayer):
         await asyncio.gather(
             *(_publisher(shard).execute(items) for shard, items in by_shard.items())
         )
+
+
+class ChannelInbox:
+    """One consumer channel's messages, in arrival order, for whoever awaits them.
+
+    It takes the place of the asyncio.Queue that RedisPubSubChannelLayer keeps
+    per channel, of which the layer uses only `put_nowait` and `get`. An empty
+    asyncio.Queue holds three deques and an Event with a fourth, each with its
+    64-slot block: about 3 KB for every open connection. This holds a deque only
+    while messages wait and a future only while a reader does.
+    """
+
+    __slots__ = ("_messages", "_readers")
+
+    def __init__(self) -> None:
+        self._messages: deque[Any] | None = None
+        self._readers: list[asyncio.Future] | None = None
+
+    def put_nowait(self, message: Any) -> None:
+        if self._messages is None:
+            self._messages = deque()
+        self._messages.append(message)
+        self._wake_next_reader()
+
+    async def get(self) -> Any:
+        while not self._messages:
+            reader = asyncio.get_running_loop().create_future()
+            if self._readers is None:
+                self._readers = []
+            self._readers.append(reader)
+            try:
+                await reader
+            except BaseException:
+                reader.cancel()  # in case it is still pending
+                with contextlib.suppress(ValueError):
+                    self._readers.remove(reader)
+                # Woken for a message it will not take now: pass it on.
+                if self._messages and not reader.cancelled():
+                    self._wake_next_reader()
+                raise
+        message = self._messages.popleft()
+        if not self._messages:
+            self._messages = None
+        return message
+
+    def _wake_next_reader(self) -> None:
+        while self._readers:
+            reader = self._readers.pop(0)
+            if not reader.done():
+                reader.set_result(None)
+                return
 
 
 def _publisher(shard) -> CoalescingPipeline:

@@ -11,13 +11,16 @@ import uuid
 from collections import deque
 
 from channels.db import database_sync_to_async
+from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
+from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import DatabaseError
 from redis.exceptions import RedisError
 
 from accounts.identifiers import is_user_id
 from bridge_project import redis_health
+from bridge_project.channel_layer import ChannelInbox, GroupPubSubChannelLayer
 from messaging import (
     delivery,
     frames,
@@ -51,6 +54,45 @@ class BridgeConsumer(AsyncWebsocketConsumer):
     registered = False
     joined = False
     leaving = False
+    # Sliding windows of refused and `message` frames, made on first use: an
+    # empty deque is 760 B, and most connections never send a frame.
+    refusals: deque[float] | None = None
+    sent_messages: deque[float] | None = None
+
+    async def __call__(self, scope, receive, send) -> None:
+        """channels' AsyncConsumer.__call__, with one task of its own, not two.
+
+        channels waits for the client's `receive` and the channel layer's
+        `receive` with a task each and an asyncio.wait over both, all alive for
+        as long as the socket is open (about 3 KB per idle connection). Here one
+        task moves the client's events into the channel's inbox, next to the
+        layer's messages, and this coroutine handles them one at a time in
+        arrival order, as channels does.
+        """
+        layer = get_channel_layer(self.channel_layer_alias)
+        if not isinstance(layer, GroupPubSubChannelLayer):
+            return await super().__call__(scope, receive, send)
+        self.scope = scope
+        self.base_send = send
+        self.channel_layer = layer
+        self.channel_name = await layer.new_channel()
+        inbox = layer.inbox(self.channel_name)
+        forwarding = asyncio.ensure_future(_forward_client_events(receive, inbox))
+        try:
+            while True:
+                entry = await inbox.get()
+                if isinstance(entry, Exception):
+                    raise entry
+                if isinstance(entry, bytes):  # from the layer, still serialized
+                    entry = layer.deserialize(entry)
+                await self.dispatch(entry)
+        except StopConsumer:
+            pass
+        finally:
+            forwarding.cancel()
+            # asyncio.wait, unlike awaiting the task, raises only if we are cancelled.
+            await asyncio.wait([forwarding])
+            layer.close_channel(self.channel_name)
 
     async def dispatch(self, message):
         # Channels closes stale database connections through a thread hop before
@@ -66,8 +108,6 @@ class BridgeConsumer(AsyncWebsocketConsumer):
     async def connect(self) -> None:
         redis_health.ensure_watching()
         self.connection_id = uuid.uuid4().hex
-        self.refusals: deque[float] = deque()
-        self.sent_messages: deque[float] = deque()
         self.last_frame_at = time.monotonic()
         # Live events, resume and heartbeat catch-up all move the cursor.
         self.stream_lock = asyncio.Lock()
@@ -152,12 +192,13 @@ class BridgeConsumer(AsyncWebsocketConsumer):
             )
 
     async def _register(self, user_id: str) -> None:
+        now = frames.now_text()
         self.connection = presence.ConnectionInfo(
             connection_id=self.connection_id,
             user_id=user_id,
             instance=INSTANCE_NAME,
-            connected_at=frames.now_text(),
-            last_seen=frames.now_text(),
+            connected_at=now,
+            last_seen=now,
             remote_addr=(self.scope.get("client") or ["", 0])[0] or "",
             user_agent=_header(self.scope, b"user-agent")[:256],
         )
@@ -305,6 +346,8 @@ class BridgeConsumer(AsyncWebsocketConsumer):
     def _count_client_message(self, ref: str | None) -> None:
         """Sliding one-minute window of `message` frames (SPEC §2 rate_limited)."""
         now = time.monotonic()
+        if self.sent_messages is None:
+            self.sent_messages = deque()
         while self.sent_messages and now - self.sent_messages[0] > 60.0:
             self.sent_messages.popleft()
         if len(self.sent_messages) >= settings.BRIDGE_CLIENT_MESSAGES_PER_MINUTE:
@@ -321,6 +364,8 @@ class BridgeConsumer(AsyncWebsocketConsumer):
             code=error.code,
         )
         now = time.monotonic()
+        if self.refusals is None:
+            self.refusals = deque()
         self.refusals.append(now)
         while self.refusals and now - self.refusals[0] > REFUSAL_WINDOW_SECONDS:
             self.refusals.popleft()
@@ -388,6 +433,15 @@ class UnknownPathConsumer(AsyncWebsocketConsumer):
 
     async def connect(self) -> None:
         await self.close()
+
+
+async def _forward_client_events(receive, inbox: ChannelInbox) -> None:
+    """Move the client's ASGI events into the inbox the consumer reads."""
+    try:
+        while True:
+            inbox.put_nowait(await receive())
+    except Exception as error:
+        inbox.put_nowait(error)  # the consumer raises it, as under channels
 
 
 def _too_large(text_data: str | None, bytes_data: bytes | None) -> bool:

@@ -42,7 +42,8 @@ return 1
 """
 
 
-@dataclass
+# One per open connection: with slots it is 96 B, not ~350 B with a __dict__.
+@dataclass(slots=True)
 class ConnectionInfo:
     connection_id: str
     user_id: str
