@@ -19,7 +19,7 @@ from asgiref.sync import async_to_sync
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError
 from django.utils import timezone
 from redis.exceptions import RedisError
 
@@ -331,7 +331,6 @@ def _plan(request: PushRequest) -> Planned:
     return Planned(request, uuid.uuid4(), recipients)
 
 
-@transaction.atomic
 def _store(
     planned: list[Planned],
     idempotency_scope: str | None = None,
@@ -339,21 +338,22 @@ def _store(
 ):
     """Write messages, inbox entries and idempotency records and assign seqs, in
     one transaction; returns the push time."""
-    created_at = timezone.now()
-    durable = [plan for plan in planned if plan.request.persist and plan.recipients]
-    if durable:
-        store.save_messages(durable, created_at)
-    if idempotency_scope is not None:
-        idempotency.record(
-            idempotency_scope,
-            {
-                plan.request.idempotency_key: _receipt(
-                    plan, audience or _NOBODY
-                ).reply()
-                for plan in planned
-                if plan.request.idempotency_key
-            },
-        )
+    with store.write_transaction():
+        created_at = timezone.now()
+        durable = [p for p in planned if p.request.persist and p.recipients]
+        if durable:
+            store.save_messages(durable, created_at)
+        if idempotency_scope is not None:
+            idempotency.record(
+                idempotency_scope,
+                {
+                    plan.request.idempotency_key: _receipt(
+                        plan, audience or _NOBODY
+                    ).reply()
+                    for plan in planned
+                    if plan.request.idempotency_key
+                },
+            )
     return created_at
 
 
