@@ -73,7 +73,7 @@ class BridgeConsumer(AsyncWebsocketConsumer):
         if not isinstance(layer, GroupPubSubChannelLayer):
             return await super().__call__(scope, receive, send)
         self.scope = scope
-        self.base_send = send
+        self.base_send = _dropping_sends_after_the_client_left(send)
         self.channel_layer = layer
         self.channel_name = await layer.new_channel()
         inbox = layer.inbox(self.channel_name)
@@ -433,6 +433,23 @@ class UnknownPathConsumer(AsyncWebsocketConsumer):
 
     async def connect(self) -> None:
         await self.close()
+
+
+def _dropping_sends_after_the_client_left(send):
+    """The server's `send`, quiet about a socket that has just closed.
+
+    daphne drops a send to a closed socket; uvicorn raises ClientDisconnected
+    (an OSError). Either way the client's disconnect event is next in the
+    inbox, and handling it is what cleans up, so the consumer must not end
+    with an error before it gets there."""
+
+    async def send_to_client(message) -> None:
+        try:
+            await send(message)
+        except OSError:
+            logger.debug("send to a closed WebSocket dropped: %s", message["type"])
+
+    return send_to_client
 
 
 async def _forward_client_events(receive, inbox: ChannelInbox) -> None:
