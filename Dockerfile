@@ -27,8 +27,9 @@ USER bridge
 
 EXPOSE 8000
 
-# The command line of bridge_project/serve.py's daphne_command(): daphne's own
+# The command line of bridge_project/serve.py's daphne_command(): daphne on
+# uvloop (bridge_project/daphne_uvloop.py, daphne's own arguments); daphne's own
 # frame ceiling is max(1 MiB, 2 x BRIDGE_MAX_FRAME_BYTES), so that Bridge itself
 # closes oversized frames with 1009 (raise it if BRIDGE_MAX_FRAME_BYTES goes above
 # 524288); handshakes may take up to 30 s under a burst of connects.
-CMD ["daphne", "-b", "0.0.0.0", "-p", "8000", "--websocket-max-message-size", "1048576", "--websocket_connect_timeout", "30", "bridge_project.asgi:application"]
+CMD ["python", "-m", "bridge_project.daphne_uvloop", "-b", "0.0.0.0", "-p", "8000", "--websocket-max-message-size", "1048576", "--websocket_connect_timeout", "30", "bridge_project.asgi:application"]

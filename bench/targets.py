@@ -41,6 +41,12 @@ SERVER_ENV = {
 }
 # As bridge_project.serve.daphne_command runs it.
 MAX_MESSAGE_SIZE = "1048576"
+# What `python -m bridge_project.daphne_uvloop` does, inline, so that an
+# --app-dir checkout without that module runs on the same event loop.
+DAPHNE_ON_UVLOOP = (
+    "import asyncio, uvloop; asyncio.set_event_loop_policy(uvloop.EventLoopPolicy()); "
+    "from daphne.cli import CommandLineInterface; CommandLineInterface.entrypoint()"
+)
 
 #: ASGI servers the bench can start its targets under (`--server`).
 SERVERS = ("daphne", "uvicorn")
@@ -449,8 +455,10 @@ def server_command(
 
 
 def daphne_command(port: int, application: str) -> list[str]:
-    """daphne as the bench serves every target (Bridge and the reference alike)."""
-    command = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port)]
+    """daphne as the bench serves every target (Bridge and the reference alike):
+    on uvloop, as bridge_project.serve.daphne_command runs it."""
+    command = [sys.executable, "-c", DAPHNE_ON_UVLOOP, "-b", "127.0.0.1"]
+    command += ["-p", str(port)]
     command += ["--websocket-max-message-size", MAX_MESSAGE_SIZE]
     command += ["--websocket_connect_timeout", "30"]
     return [*command, application]

@@ -53,7 +53,8 @@ def daphne_command(
     ceiling = websocket_max_message_size(max_frame_bytes)
     quiet = [] if access_log else ["--access-log", os.devnull]
     return [
-        sys.executable, "-m", "daphne",
+        # daphne on uvloop (bridge_project/daphne_uvloop.py).
+        sys.executable, "-m", "bridge_project.daphne_uvloop",
         "-b", bind, "-p", str(port),
         "--websocket-max-message-size", str(ceiling),
         # daphne drops handshakes still pending after 5 s; a burst of hundreds of
