@@ -17,7 +17,6 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -105,11 +104,6 @@ class Target(ABC):
         """Processes whose RSS and CPU are reported as the server's."""
         return []
 
-    def _first_port(self) -> int:
-        """The port of the first server process this target started (0: none)."""
-        started = getattr(self, "_daphnes", None)
-        return started[0][0] if started else 0
-
     def aux_pids(self) -> dict[str, list[int]]:
         """Other processes worth measuring, by label (e.g. {"redis": [pid]})."""
         return {}
@@ -136,7 +130,47 @@ class Target(ABC):
         self.stop()
 
 
-class BridgeTarget(Target):
+class ServerProcessesTarget(Target):
+    """A target whose server processes this bench started: `_daphnes` holds
+    (port, process, log path) for each daphne or uvicorn."""
+
+    server = "daphne"
+    _daphnes: list[tuple[int, subprocess.Popen, Path]]
+
+    def _first_port(self) -> int:
+        """The port of the first server process this target started (0: none)."""
+        return self._daphnes[0][0] if self._daphnes else 0
+
+    def _stop_servers(self) -> None:
+        from bridge_project.embedded_redis import stop_process
+
+        for _port, process, _log in self._daphnes:
+            if process.poll() is None:
+                stop_process(process)
+        self._daphnes = []
+
+    @property
+    def http_urls(self) -> list[str]:
+        return [f"http://127.0.0.1:{port}" for port, _p, _l in self._daphnes]
+
+    def server_pids(self) -> list[int]:
+        return [process.pid for _port, process, _log in self._daphnes]
+
+    def dead(self) -> list[str]:
+        return [
+            f"{self.server} :{port} exited with {process.returncode}"
+            for port, process, _log in self._daphnes
+            if process.poll() is not None
+        ]
+
+    def log_mark(self) -> list[int]:
+        return [log.stat().st_size for _port, _p, log in self._daphnes]
+
+    def log_since(self, mark: object) -> str:
+        return logs_since(self._daphnes, mark)
+
+
+class BridgeTarget(ServerProcessesTarget):
     """Bridge as `make run` would serve it: embedded Redis, fresh SQLite, N daphnes
     (or N uvicorns with server="uvicorn", one worker each).
 
@@ -226,16 +260,7 @@ class BridgeTarget(Target):
             raise TargetError(f"migrate failed:\n{done.stdout}{done.stderr}")
 
     def stop(self) -> None:
-        for _port, process, _log in self._daphnes:
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-        for _port, process, _log in self._daphnes:
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        self._daphnes = []
+        self._stop_servers()
         for log in self._logs:
             log.close()
         self._logs = []
@@ -251,30 +276,10 @@ class BridgeTarget(Target):
 
     # --- what scenarios read ---------------------------------------------------
 
-    @property
-    def http_urls(self) -> list[str]:
-        return [f"http://127.0.0.1:{port}" for port, _p, _l in self._daphnes]
-
-    def server_pids(self) -> list[int]:
-        return [process.pid for _port, process, _log in self._daphnes]
-
     def aux_pids(self) -> dict[str, list[int]]:
         if self.redis is None or self.redis.process is None:
             return {}
         return {"redis": [self.redis.process.pid]}
-
-    def dead(self) -> list[str]:
-        return [
-            f"{self.server} :{port} exited with {process.returncode}"
-            for port, process, _log in self._daphnes
-            if process.poll() is not None
-        ]
-
-    def log_mark(self) -> list[int]:
-        return [log.stat().st_size for _port, _p, log in self._daphnes]
-
-    def log_since(self, mark: object) -> str:
-        return logs_since(self._daphnes, mark)
 
     def describe(self) -> dict:
         return {
@@ -330,7 +335,7 @@ class ExternalTarget(Target):
         return {"name": self.name, "http_urls": self.http_urls, "pids": self._pids}
 
 
-class ReferenceTarget(Target):
+class ReferenceTarget(ServerProcessesTarget):
     """The in-memory reference bridge (bench/reference.py) under one daphne
     (or one uvicorn with server="uvicorn").
 
@@ -388,40 +393,12 @@ class ReferenceTarget(Target):
             raise
 
     def stop(self) -> None:
-        for _port, process, _log in self._daphnes:
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        self._daphnes = []
+        self._stop_servers()
         if self._log is not None:
             self._log.close()
             self._log = None
         if self.workdir is not None and not self.keep_dir:
             shutil.rmtree(self.workdir, ignore_errors=True)
-
-    @property
-    def http_urls(self) -> list[str]:
-        return [f"http://127.0.0.1:{port}" for port, _p, _l in self._daphnes]
-
-    def server_pids(self) -> list[int]:
-        return [process.pid for _port, process, _log in self._daphnes]
-
-    def dead(self) -> list[str]:
-        return [
-            f"{self.server} :{port} exited with {process.returncode}"
-            for port, process, _log in self._daphnes
-            if process.poll() is not None
-        ]
-
-    def log_mark(self) -> list[int]:
-        return [log.stat().st_size for _port, _p, log in self._daphnes]
-
-    def log_since(self, mark: object) -> str:
-        return logs_since(self._daphnes, mark)
 
     def describe(self) -> dict:
         return {
