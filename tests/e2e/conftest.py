@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from bridge_project.embedded_redis import EmbeddedRedis
 from tests.support.daphne import DaphneProcess, migrated_database, running_daphnes
+from tests.support.ws import Client
 
 
 @pytest.fixture(scope="session")
@@ -51,3 +53,18 @@ def server(
         process,
     ):
         yield process
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(timeout=10) as client:
+        yield client
+
+
+@pytest.fixture
+async def sockets() -> AsyncIterator[list[Client]]:
+    """WebSocket clients opened by a test; all closed at teardown, pass or fail."""
+    opened: list[Client] = []
+    yield opened
+    for client in opened:
+        await client.close()

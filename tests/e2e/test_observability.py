@@ -8,7 +8,7 @@ the difference between two scrapes around the action.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -53,20 +53,6 @@ def server(
 @pytest.fixture(scope="module")
 def push_key(server: DaphneProcess) -> str:
     return django_shell(server.env, CREATE_KEYS)["push"]
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(timeout=10) as client:
-        yield client
-
-
-@pytest.fixture
-async def sockets() -> AsyncIterator[list[Client]]:
-    opened: list[Client] = []
-    yield opened
-    for client in opened:
-        await client.close()
 
 
 async def open_as(

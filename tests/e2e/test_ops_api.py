@@ -5,18 +5,16 @@ and a disconnect asked on A closes the user's sockets on B with 4000.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 from bridge_project.embedded_redis import EmbeddedRedis
 from tests.support.cluster import FAST_HEARTBEAT
-from tests.support.credentials import django_shell, mint_token, token_mode_env
-from tests.support.daphne import DaphneProcess, running_daphnes
+from tests.support.credentials import bearer, django_shell, mint_token, token_mode_env
+from tests.support.daphne import DaphneProcess, crash_free_daphnes
 from tests.support.ids import fresh_user_id
-from tests.support.logs import assert_no_crash
 from tests.support.polling import eventually
 from tests.support.ws import Client, assert_no_message
 
@@ -46,37 +44,19 @@ def cluster(
     migrated_sqlite: Path,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[tuple[DaphneProcess, DaphneProcess]]:
-    workdir = tmp_path_factory.mktemp("ops-api")
-    env = token_mode_env(**FAST_HEARTBEAT)
-    with running_daphnes(
-        redis_server.url, workdir, 2, database=migrated_sqlite, **env
+    with crash_free_daphnes(
+        redis_server.url,
+        tmp_path_factory.mktemp("ops-api"),
+        2,
+        database=migrated_sqlite,
+        **token_mode_env(**FAST_HEARTBEAT),
     ) as (a, b):
         yield a, b
-        assert_no_crash(a.log())
-        assert_no_crash(b.log())
 
 
 @pytest.fixture(scope="module")
 def keys(cluster: tuple[DaphneProcess, DaphneProcess]) -> dict[str, str]:
     return django_shell(cluster[0].env, CREATE_KEYS)
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(timeout=10) as client:
-        yield client
-
-
-@pytest.fixture
-async def sockets() -> AsyncIterator[list[Client]]:
-    opened: list[Client] = []
-    yield opened
-    for client in opened:
-        await client.close()
-
-
-def bearer(key: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {key}"}
 
 
 async def open_as(

@@ -8,7 +8,7 @@ process's connections vanish within ~2 s and a flushed Redis refills within ~1 s
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +18,8 @@ import redis
 
 from bridge_project.embedded_redis import EmbeddedRedis
 from tests.support.cluster import FAST_HEARTBEAT, INTERVAL, instance_name
-from tests.support.daphne import DaphneProcess, running_daphnes
+from tests.support.daphne import DaphneProcess, crash_free_daphnes
 from tests.support.ids import fresh_user_id
-from tests.support.logs import assert_no_crash
 from tests.support.polling import eventually
 from tests.support.ws import Client, receive_messages
 
@@ -45,28 +44,14 @@ def cluster(
     migrated_sqlite: Path,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[tuple[DaphneProcess, DaphneProcess]]:
-    workdir = tmp_path_factory.mktemp("presence")
-    with running_daphnes(
-        redis_server.url, workdir, 2, database=migrated_sqlite, **FAST_HEARTBEAT
+    with crash_free_daphnes(
+        redis_server.url,
+        tmp_path_factory.mktemp("presence"),
+        2,
+        database=migrated_sqlite,
+        **FAST_HEARTBEAT,
     ) as (a, b):
         yield a, b
-        assert_no_crash(a.log())
-        assert_no_crash(b.log())
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(timeout=10) as client:
-        yield client
-
-
-@pytest.fixture
-async def sockets() -> AsyncIterator[list[Client]]:
-    """Clients opened by a test; all closed at teardown, pass or fail."""
-    opened: list[Client] = []
-    yield opened
-    for client in opened:
-        await client.close()
 
 
 async def open_as(

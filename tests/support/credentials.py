@@ -100,3 +100,8 @@ print(json.dumps({
     "session_key": session_for("sess_user"),
 }))
 """
+
+
+def bearer(key: str) -> dict[str, str]:
+    """The Authorization header for an API key."""
+    return {"Authorization": f"Bearer {key}"}

@@ -15,6 +15,7 @@ import httpx
 
 from bridge_project.embedded_redis import free_port, stop_process
 from bridge_project.serve import daphne_command
+from tests.support.logs import assert_no_crash
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -154,3 +155,14 @@ def running_daphnes(
     finally:
         for process in processes:
             process.stop()
+
+
+@contextmanager
+def crash_free_daphnes(
+    redis_url: str, workdir: Path, count: int, **kwargs
+) -> Iterator[list[DaphneProcess]]:
+    """running_daphnes; afterwards, no crash in any of their logs."""
+    with running_daphnes(redis_url, workdir, count, **kwargs) as processes:
+        yield processes
+        for process in processes:
+            assert_no_crash(process.log())
