@@ -29,7 +29,7 @@ from typing import Any
 
 from channels_redis.pubsub import RedisPubSubChannelLayer
 
-from bridge_project.redis_batching import CoalescingPipeline, Command
+from bridge_project.redis_batching import CoalescingPipeline, Command, run_pipeline
 
 
 class GroupPubSubChannelLayer(RedisPubSubChannelLayer):
@@ -120,10 +120,7 @@ def _publisher(shard) -> CoalescingPipeline:
         async def send(commands: list[Command]) -> list[Any]:
             async with shard._lock:
                 shard._ensure_redis()
-                pipeline = shard._redis.pipeline(transaction=False)
-                for command in commands:
-                    pipeline.execute_command(*command)
-                return await pipeline.execute()
+                return await run_pipeline(shard._redis, commands)
 
         publisher = shard.bridge_publisher = CoalescingPipeline(send)
     return publisher

@@ -63,6 +63,14 @@ class CoalescingPipeline:
             self._waiting = []
 
 
+async def run_pipeline(client, commands: list[Command]) -> list[Any]:
+    """Send `commands` on `client` as one non-transactional pipeline."""
+    pipeline = client.pipeline(transaction=False)
+    for command in commands:
+        pipeline.execute_command(*command)
+    return await pipeline.execute()
+
+
 def _settle(future: asyncio.Future, *, result=None, exception=None) -> None:
     if future.done():
         return

@@ -13,7 +13,7 @@ import weakref
 from django.conf import settings
 from redis import asyncio as aioredis
 
-from bridge_project.redis_batching import CoalescingPipeline, Command
+from bridge_project.redis_batching import CoalescingPipeline, Command, run_pipeline
 
 _clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, aioredis.Redis] = (
     weakref.WeakKeyDictionary()
@@ -52,10 +52,7 @@ def get_shared_pipeline() -> CoalescingPipeline:
     if shared is None:
 
         async def send(commands: list[Command]) -> list:
-            pipeline = get_redis().pipeline(transaction=False)
-            for command in commands:
-                pipeline.execute_command(*command)
-            return await pipeline.execute()
+            return await run_pipeline(get_redis(), commands)
 
         shared = _pipelines[loop] = CoalescingPipeline(send)
     return shared

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 from redis.exceptions import RedisError
 
-from bridge_project.redis_batching import CoalescingPipeline
+from bridge_project.redis_batching import CoalescingPipeline, run_pipeline
 from bridge_project.redis_client import get_redis, get_shared_pipeline
 from tests.support.ids import fresh_user_id
 
@@ -23,10 +23,7 @@ def counting_pipeline(
         sizes.append(len(commands))
         if sending is not None:
             sending.set()
-        pipeline = get_redis().pipeline(transaction=False)
-        for command in commands:
-            pipeline.execute_command(*command)
-        return await pipeline.execute()
+        return await run_pipeline(get_redis(), commands)
 
     return CoalescingPipeline(send), sizes
 
