@@ -3,10 +3,12 @@
 import logging
 import os
 
-from bridge_project import daphne_compat
+from bridge_project import daphne_compat, process_tuning
 from bridge_project.asgi_handler import get_asgi_application
 
 daphne_compat.install()
+process_tuning.cache_twisted_content_type()
+process_tuning.skip_twisted_access_log()
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "bridge_project.settings")
 django_asgi_app = get_asgi_application()
 
@@ -33,3 +35,6 @@ application = ProtocolTypeRouter(
         "websocket": session_auth_stack(URLRouter(websocket_urlpatterns)),
     }
 )
+
+# Last: what is loaded by now lives as long as the process.
+process_tuning.tune_garbage_collector()

@@ -13,6 +13,11 @@ queued for that lock one round trip each. `group_send_many` instead hands its
 messages to one CoalescingPipeline per shard: a batch is one round trip, and
 pushes that arrive while a pipeline is in flight share the next one.
 
+The push views run on request threads; `group_send_many_blocking` publishes the
+same messages to the same channels and shards over a blocking client, so a
+request thread does not hand its publish to the event loop and wait for it
+(that round trip between threads cost more CPU than the publish itself).
+
 This relies on channels_redis 4.x internals (`_get_shard`, the shard's `_lock`,
 `_ensure_redis` and `_redis`); tests/integration/test_channel_layer.py checks
 the behaviour against a real Redis.
@@ -22,17 +27,33 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 import uuid
 from collections import deque
 from collections.abc import Iterable
 from typing import Any
 
 from channels_redis.pubsub import RedisPubSubChannelLayer
+from channels_redis.utils import _consistent_hash, decode_hosts
 
-from bridge_project.redis_batching import CoalescingPipeline, Command, run_pipeline
+from bridge_project.redis_batching import (
+    CoalescingPipeline,
+    Command,
+    run_pipeline,
+    run_pipeline_blocking,
+)
+from bridge_project.redis_client import blocking_pool
 
 
 class GroupPubSubChannelLayer(RedisPubSubChannelLayer):
+    def __init__(self, *args, publish_timeout: float = 3.0, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._publish_timeout = publish_timeout
+        self._prefix = kwargs.get("prefix", "asgi")
+        self._hosts = decode_hosts(kwargs.get("hosts"))
+        self._blocking_clients: list[Any] = [None] * len(self._hosts)
+        self._blocking_clients_lock = threading.Lock()
+
     async def new_channel(self, prefix: str = "specific.") -> str:
         layer = self._get_layer()
         channel = f"{layer.prefix}{prefix}{uuid.uuid4().hex}"
@@ -59,6 +80,52 @@ class GroupPubSubChannelLayer(RedisPubSubChannelLayer):
         await asyncio.gather(
             *(_publisher(shard).execute(items) for shard, items in by_shard.items())
         )
+
+    def group_send_many_blocking(
+        self, messages: Iterable[tuple[str, dict[str, Any]]]
+    ) -> None:
+        """group_send_many for a caller on a worker thread: one pipeline per
+        shard, each read bounded by `publish_timeout`. Raises redis-py's errors."""
+        by_shard: dict[int, list[Command]] = {}
+        for group, message in messages:
+            # RedisPubSubLoopLayer's _get_group_channel_name and _get_shard.
+            channel = f"{self._prefix}__group__{group}"
+            shard = _consistent_hash(channel, len(self._hosts))
+            by_shard.setdefault(shard, []).append(
+                ("PUBLISH", channel, self.serialize(message))
+            )
+        for shard, commands in by_shard.items():
+            run_pipeline_blocking(self._blocking_client(shard), commands)
+
+    def _blocking_client(self, shard: int):
+        client = self._blocking_clients[shard]
+        if client is None:
+            with self._blocking_clients_lock:
+                client = self._blocking_clients[shard]
+                if client is None:
+                    client = self._blocking_clients[shard] = _blocking_client_for(
+                        self._hosts[shard], self._publish_timeout
+                    )
+        return client
+
+
+def _blocking_client_for(host: dict[str, Any], timeout: float):
+    import redis
+
+    options = {
+        key: value
+        for key, value in host.items()
+        if key not in ("address", "socket_timeout", "max_connections")
+    }
+    options.pop("health_check_interval", None)
+    return redis.Redis(
+        connection_pool=blocking_pool(
+            host["address"],
+            max_connections=host.get("max_connections", 1000),
+            timeout=timeout,
+            **options,
+        )
+    )
 
 
 class ChannelInbox:

@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 
-def pubsub_layer(redis_url: str, *, max_connections: int = 1000) -> dict[str, Any]:
+def pubsub_layer(
+    redis_url: str, *, max_connections: int = 1000, publish_timeout: float = 3.0
+) -> dict[str, Any]:
     """CHANNEL_LAYERS["default"] for Redis pub/sub.
 
     RedisPubSubChannelLayer, not the default RedisChannelLayer: the default layer
@@ -23,6 +25,8 @@ def pubsub_layer(redis_url: str, *, max_connections: int = 1000) -> dict[str, An
     deadline (BRIDGE_LAYER_TIMEOUT) around every publish, which is what turns an
     outage into a 503. The pool is sized far above the two connections per
     process that the pub/sub layer opens, so a connect burst cannot exhaust it.
+    Request threads publish over a blocking client whose every read is bounded
+    by `publish_timeout` (BRIDGE_LAYER_TIMEOUT) instead.
     """
     host = {
         "address": redis_url,
@@ -34,5 +38,9 @@ def pubsub_layer(redis_url: str, *, max_connections: int = 1000) -> dict[str, An
     }
     return {
         "BACKEND": "bridge_project.channel_layer.GroupPubSubChannelLayer",
-        "CONFIG": {"hosts": [host], "prefix": "bridge"},
+        "CONFIG": {
+            "hosts": [host],
+            "prefix": "bridge",
+            "publish_timeout": publish_timeout,
+        },
     }

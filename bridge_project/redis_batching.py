@@ -71,6 +71,14 @@ async def run_pipeline(client, commands: list[Command]) -> list[Any]:
     return await pipeline.execute()
 
 
+def run_pipeline_blocking(client, commands: list[Command]) -> list[Any]:
+    """run_pipeline for a blocking (thread-side) redis-py client."""
+    pipeline = client.pipeline(transaction=False)
+    for command in commands:
+        pipeline.execute_command(*command)
+    return pipeline.execute()
+
+
 def _settle(future: asyncio.Future, *, result=None, exception=None) -> None:
     if future.done():
         return

@@ -1,17 +1,22 @@
 """Bridge's own Redis connections (presence, limits), apart from the channel layer.
 
 An asyncio Redis client belongs to the event loop that created it, so there is
-one per running loop, as channels_redis does for the layer. Nothing connects at
-import time.
+one per running loop, as channels_redis does for the layer. Request threads
+(the push views) use one blocking client shared by the process instead, so they
+never wait on the event loop. Nothing connects at import time.
 """
 
 from __future__ import annotations
 
 import asyncio
+import threading
 import weakref
 
+import redis
 from django.conf import settings
 from redis import asyncio as aioredis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from bridge_project.redis_batching import CoalescingPipeline, Command, run_pipeline
 
@@ -56,3 +61,51 @@ def get_shared_pipeline() -> CoalescingPipeline:
 
         shared = _pipelines[loop] = CoalescingPipeline(send)
     return shared
+
+
+_blocking_clients: dict[tuple, redis.Redis] = {}
+_blocking_clients_lock = threading.Lock()
+
+
+def get_blocking_redis() -> redis.Redis:
+    """The process's blocking client, for code running on a worker thread.
+
+    Every read is bounded by BRIDGE_LAYER_TIMEOUT, so a frozen Redis holds a
+    request thread no longer than an asyncio caller's deadline would."""
+    key = (
+        settings.REDIS_URL,
+        settings.BRIDGE_REDIS_MAX_CONNECTIONS,
+        settings.BRIDGE_LAYER_TIMEOUT,
+    )
+    client = _blocking_clients.get(key)
+    if client is None:
+        with _blocking_clients_lock:
+            client = _blocking_clients.get(key)
+            if client is None:
+                client = _blocking_clients[key] = redis.Redis(
+                    connection_pool=blocking_pool(
+                        key[0], max_connections=key[1], timeout=key[2]
+                    )
+                )
+    return client
+
+
+def blocking_pool(url: str, *, max_connections: int, timeout: float, **options):
+    """A thread-safe pool whose waits, connects and reads are all bounded.
+
+    A command that finds its pooled connection dead (Redis restarted since) is
+    sent once more on a new one; a timeout is not retried, so a frozen Redis
+    costs a caller one `timeout`, not several."""
+    options.setdefault("socket_connect_timeout", min(2.0, timeout))
+    options.setdefault(
+        "retry", Retry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,))
+    )
+    return redis.BlockingConnectionPool.from_url(
+        url,
+        max_connections=max_connections,
+        # How long a thread waits for a free connection.
+        timeout=timeout,
+        socket_timeout=timeout,
+        health_check_interval=15,
+        **options,
+    )

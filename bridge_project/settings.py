@@ -140,8 +140,14 @@ BRIDGE_REDIS_MAX_CONNECTIONS = env_int("BRIDGE_REDIS_MAX_CONNECTIONS", 1000, min
 # Idle HTTP request threads a process keeps, each with its database connection
 # (bridge_project/asgi_handler.py). Size it to the requests in flight per process.
 BRIDGE_REQUEST_THREADS = env_int("BRIDGE_REQUEST_THREADS", 64, minimum=1)
+# How long a push waits on the channel layer before answering 503 (SPEC §6).
+BRIDGE_LAYER_TIMEOUT = env_float("BRIDGE_LAYER_TIMEOUT", 3.0, minimum=0.1)
 CHANNEL_LAYERS = {
-    "default": pubsub_layer(REDIS_URL, max_connections=BRIDGE_REDIS_MAX_CONNECTIONS)
+    "default": pubsub_layer(
+        REDIS_URL,
+        max_connections=BRIDGE_REDIS_MAX_CONNECTIONS,
+        publish_timeout=BRIDGE_LAYER_TIMEOUT,
+    )
 }
 
 # --- Bridge (SPEC §7) -------------------------------------------------------
@@ -170,8 +176,6 @@ BRIDGE_HISTORY_MAX_PER_USER = env_int("BRIDGE_HISTORY_MAX_PER_USER", 1000, minim
 BRIDGE_METRICS_ALLOWED_IPS = env_list(
     "BRIDGE_METRICS_ALLOWED_IPS", ["127.0.0.1", "::1"]
 )
-# How long a push waits on the channel layer before answering 503 (SPEC §6).
-BRIDGE_LAYER_TIMEOUT = env_float("BRIDGE_LAYER_TIMEOUT", 3.0, minimum=0.1)
 PUBLIC_ACCOUNTS = env_list("PUBLIC_ACCOUNTS", [])
 _bad_handles = [h for h in PUBLIC_ACCOUNTS if not USER_ID_RE.match(h)]
 if _bad_handles:

@@ -143,7 +143,7 @@ def push_batch(
         keyed = [
             p.request.idempotency_key for p in planned if p.request.idempotency_key
         ]
-        counted = async_to_sync(_count)(planned) if keyed else None
+        counted = _count_blocking(planned) if keyed else None
         try:
             created_at = _store(planned, idempotency_scope, counted or _NOBODY)
             break
@@ -155,7 +155,7 @@ def push_batch(
     if planned:
         outgoing = [item for plan in planned for item in _events(plan, created_at)]
         try:
-            sent = async_to_sync(_publish_after_commit)(
+            sent = _publish_after_commit_blocking(
                 outgoing, planned, count=counted is None
             )
         except LayerUnavailable:
@@ -238,10 +238,27 @@ async def publish(outgoing: Sequence[_Outgoing]) -> None:
         async with asyncio.timeout(settings.BRIDGE_LAYER_TIMEOUT):
             await layer.group_send_many((item.group, item.event) for item in outgoing)
     except (RedisError, OSError, TimeoutError) as exc:
-        redis_health.circuit.trip(started_at)
-        logger.warning("channel layer unavailable: %s", type(exc).__name__)
-        raise LayerUnavailable(str(exc) or type(exc).__name__) from exc
+        raise _layer_failed(exc, started_at) from exc
     redis_health.circuit.close()
+
+
+def publish_blocking(outgoing: Sequence[_Outgoing]) -> None:
+    """publish, for a caller on a worker thread (the push views): the same
+    events over the layer's blocking client, with no hand-off to the event
+    loop; every read is bounded by BRIDGE_LAYER_TIMEOUT."""
+    started_at = time.monotonic()
+    layer = get_channel_layer()
+    try:
+        layer.group_send_many_blocking((item.group, item.event) for item in outgoing)
+    except (RedisError, OSError) as exc:
+        raise _layer_failed(exc, started_at) from exc
+    redis_health.circuit.close()
+
+
+def _layer_failed(exc: BaseException, started_at: float) -> LayerUnavailable:
+    redis_health.circuit.trip(started_at)
+    logger.warning("channel layer unavailable: %s", type(exc).__name__)
+    return LayerUnavailable(str(exc) or type(exc).__name__)
 
 
 @dataclass(frozen=True)
@@ -281,25 +298,62 @@ async def _publish_after_commit(
     try:
         return await _publish_and_count(outgoing, planned, count=count)
     except LayerUnavailable:
-        if not any(plan.seqs for plan in planned):
+        if not _left_for_catch_up(planned):
             raise
+        return _NOBODY
+
+
+def _publish_after_commit_blocking(
+    outgoing: Sequence[_Outgoing], planned: Sequence[Planned], *, count: bool = True
+) -> _Audience:
+    """_publish_after_commit for a worker thread; counts after publishing."""
+    try:
+        publish_blocking(outgoing)
+    except LayerUnavailable:
+        if not _left_for_catch_up(planned):
+            raise
+        return _NOBODY
+    return _count_blocking(planned) if count else _NOBODY
+
+
+def _left_for_catch_up(planned: Sequence[Planned]) -> bool:
+    """After a failed publish: whether stored messages remain for catch-up."""
+    stored = sum(1 for plan in planned if plan.seqs)
+    if stored:
         logger.warning(
             "publish failed after commit; %d stored message(s) go out on catch-up",
-            sum(1 for plan in planned if plan.seqs),
+            stored,
         )
-        return _Audience(connections={})
+    return stored > 0
+
+
+def _counted_users(planned: Sequence[Planned]) -> tuple[list[str], bool]:
+    """Whose connections a reply reports, and whether it needs the online count."""
+    users = [r.user_id for plan in planned for r in plan.recipients]
+    return users, any(plan.request.broadcast for plan in planned)
+
+
+def _count_blocking(planned: Sequence[Planned]) -> _Audience:
+    users, wants_online = _counted_users(planned)
+    try:
+        counts, online = presence.connection_counts_blocking(
+            users, with_online_users=wants_online
+        )
+    except (RedisError, OSError) as exc:
+        logger.warning("presence unavailable for a push reply: %s", type(exc).__name__)
+        return _NOBODY
+    return _Audience(connections=counts, online_users=online)
 
 
 async def _count(planned: Sequence[Planned]) -> _Audience:
-    users = [r.user_id for plan in planned for r in plan.recipients]
-    wants_online = any(plan.request.broadcast for plan in planned)
+    users, wants_online = _counted_users(planned)
     try:
         async with asyncio.timeout(settings.BRIDGE_LAYER_TIMEOUT):
             counts = await presence.connection_counts(users)
             online = await presence.online_user_count() if wants_online else 0
     except (RedisError, OSError, TimeoutError) as exc:
         logger.warning("presence unavailable for a push reply: %s", type(exc).__name__)
-        return _Audience(connections={})
+        return _NOBODY
     return _Audience(connections=counts, online_users=online)
 
 

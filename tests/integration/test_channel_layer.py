@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 
 import pytest
 from channels.layers import get_channel_layer
@@ -114,6 +115,43 @@ async def test_group_send_many_raises_when_redis_is_unreachable():
         await asyncio.wait_for(
             layer.group_send_many([("it.nowhere", {"type": "bridge.deliver"})]), 5
         )
+
+
+async def test_group_send_many_blocking_reaches_the_groups_group_send_many_does():
+    """A request thread's publish lands where the event loop's would: same
+    channel names, serialization and shard, received by the async layer."""
+    layer = get_channel_layer()
+    first, second = await layer.new_channel(), await layer.new_channel()
+    await layer.group_add("it.blocking.a", first)
+    await layer.group_add("it.blocking.b", second)
+    await asyncio.to_thread(
+        layer.group_send_many_blocking,
+        [("it.blocking.a", {"type": "bridge.deliver", "seq": s}) for s in (1, 2, 3)]
+        + [("it.blocking.b", {"type": "bridge.deliver", "seq": 9, "frame": "x"})],
+    )
+    assert [(await _receive(layer, first))["seq"] for _ in range(3)] == [1, 2, 3]
+    assert await _receive(layer, second) == {
+        "type": "bridge.deliver",
+        "seq": 9,
+        "frame": "x",
+    }
+    await _assert_nothing_for(layer, first, wait=0.2)
+    await layer.flush()
+
+
+async def test_group_send_many_blocking_raises_within_its_timeout_when_unreachable():
+    config = {
+        **settings.CHANNEL_LAYERS["default"]["CONFIG"],
+        "hosts": [{"address": "redis://127.0.0.1:1", "socket_connect_timeout": 1}],
+        "publish_timeout": 1.0,
+    }
+    layer = type(get_channel_layer())(**config)
+    started = time.monotonic()
+    with pytest.raises((RedisError, OSError)):
+        await asyncio.to_thread(
+            layer.group_send_many_blocking, [("it.nowhere", {"type": "bridge.deliver"})]
+        )
+    assert time.monotonic() - started < 3
 
 
 @pytest.mark.django_db(transaction=True)
