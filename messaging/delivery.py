@@ -20,7 +20,6 @@ from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import IntegrityError
-from django.utils import timezone
 from redis.exceptions import RedisError
 
 from accounts import selectors
@@ -391,24 +390,26 @@ def _store(
     audience: _Audience | None = None,
 ):
     """Write messages, inbox entries and idempotency records and assign seqs, in
-    one transaction; returns the push time."""
-    with store.write_transaction():
-        created_at = timezone.now()
-        durable = [p for p in planned if p.request.persist and p.recipients]
-        if durable:
-            store.save_messages(durable, created_at)
-        if idempotency_scope is not None:
+    one committed transaction (shared with concurrent pushes); returns the push
+    time."""
+    durable = [p for p in planned if p.request.persist and p.recipients]
+    keyed = [plan for plan in planned if plan.request.idempotency_key]
+    record_replies = None
+    if idempotency_scope is not None and keyed:
+
+        def record_replies() -> None:
+            # After save_messages: the recorded replies carry the seqs.
             idempotency.record(
                 idempotency_scope,
                 {
                     plan.request.idempotency_key: _receipt(
                         plan, audience or _NOBODY
                     ).reply()
-                    for plan in planned
-                    if plan.request.idempotency_key
+                    for plan in keyed
                 },
             )
-    return created_at
+
+    return store.group_commit.store(durable, record_replies)
 
 
 def _events(plan: Planned, created_at) -> list[_Outgoing]:
