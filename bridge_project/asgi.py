@@ -9,6 +9,7 @@ from bridge_project.asgi_handler import get_asgi_application
 daphne_compat.install()
 process_tuning.cache_twisted_content_type()
 process_tuning.skip_twisted_access_log()
+process_tuning.cache_redis_library_version()
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "bridge_project.settings")
 django_asgi_app = get_asgi_application()
 

@@ -60,3 +60,16 @@ def skip_twisted_access_log() -> None:
 
 def _no_access_log_line(self, request) -> None:
     return None
+
+
+def cache_redis_library_version() -> None:
+    """Look redis-py's version up once, not once per new Redis connection.
+
+    redis-py reports its version to the server on every connection it makes,
+    and finds it by scanning the installed packages' metadata each time:
+    during a connect or disconnect storm (presence opens connections in
+    bursts) that lookup was most of the cost of a new connection."""
+    import redis.utils
+
+    if not hasattr(redis.utils.get_lib_version, "cache_info"):
+        redis.utils.get_lib_version = functools.cache(redis.utils.get_lib_version)

@@ -41,3 +41,15 @@ def test_twisted_access_log_line_is_not_formatted():
     factory._logFile = type("Sink", (), {"write": written.append})()
     factory.log(request=object())  # a real line would need a real request
     assert written == []
+
+
+def test_redis_library_version_is_looked_up_once():
+    from importlib import metadata
+
+    import redis.utils
+
+    process_tuning.cache_redis_library_version()
+    assert redis.utils.get_lib_version() == metadata.version("redis")
+    hits = redis.utils.get_lib_version.cache_info().hits
+    redis.utils.get_lib_version()
+    assert redis.utils.get_lib_version.cache_info().hits == hits + 1
