@@ -3,6 +3,7 @@ is parsed here (SPEC §2, §3)."""
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -15,6 +16,8 @@ MAX_REF_CHARS = 64
 CLIENT_FRAME_TYPES = ("ping", "pong", "message", "ack", "disconnect")
 
 
+# The messages of a batch, and pushes stored together, share one timestamp.
+@functools.lru_cache(maxsize=256)
 def format_time(moment: datetime) -> str:
     """ISO-8601 UTC with milliseconds and a Z, as SPEC's preamble fixes."""
     utc = moment.astimezone(UTC)
