@@ -228,9 +228,24 @@ def insert_rows(model, field_names: Sequence[str], rows: Sequence[Sequence]) -> 
             cursor.execute(
                 f"INSERT INTO {quote(model._meta.db_table)} ({columns}) "
                 f"VALUES {', '.join([row_sql] * len(chunk))}",
-                [
-                    field.get_db_prep_save(value, connection)
-                    for row in chunk
-                    for field, value in zip(fields, row, strict=True)
-                ],
+                _adapted_values(fields, chunk),
             )
+
+
+def _adapted_values(fields: Sequence, rows: Sequence[Sequence]) -> list:
+    """Each value adapted by its field, row after row; a value that is the very
+    object the row before had in that column (the shared created_at, a
+    message's id on each of its inbox rows) is adapted once."""
+    previous: list[tuple[object, object]] = [(_NOTHING, None)] * len(fields)
+    adapted = []
+    for row in rows:
+        for column, (model_field, value) in enumerate(zip(fields, row, strict=True)):
+            seen, prepared = previous[column]
+            if value is not seen:
+                prepared = model_field.get_db_prep_save(value, connection)
+                previous[column] = (value, prepared)
+            adapted.append(prepared)
+    return adapted
+
+
+_NOTHING = object()
