@@ -39,29 +39,39 @@ def in_thread(function):
     return run
 
 
+class HeldCommitter:
+    """A first write that holds the committer until released, so that the
+    writes submitted meanwhile queue behind it."""
+
+    def __init__(self, commit: GroupCommit, pool: ThreadPoolExecutor) -> None:
+        self._commit = commit
+        self._holding = threading.Event()
+        self._release = threading.Event()
+        self.first = pool.submit(
+            in_thread(lambda: commit.store([planned("gc-lead")], self._hold))
+        )
+        assert self._holding.wait(WAIT)
+
+    def _hold(self) -> None:
+        self._holding.set()
+        assert self._release.wait(WAIT)
+
+    def release_once_queued(self, count: int):
+        while len(self._commit._queued) < count:
+            threading.Event().wait(0.01)
+        self._release.set()
+        return self.first.result(WAIT)
+
+
 def test_writes_queued_behind_a_commit_are_committed_together():
     commit = GroupCommit()
-    holding = threading.Event()
-    release = threading.Event()
-
-    def hold_the_committer():
-        holding.set()
-        assert release.wait(WAIT)
-
-    first = planned("gc-first")
     queued = [planned("gc-queued") for _ in range(5)]
     with ThreadPoolExecutor(6) as pool:
-        leader = pool.submit(
-            in_thread(lambda: commit.store([first], hold_the_committer))
-        )
-        assert holding.wait(WAIT)
+        held = HeldCommitter(commit, pool)
         followers = [
             pool.submit(in_thread(lambda p=p: commit.store([p]))) for p in queued
         ]
-        while len(commit._queued) < len(queued):
-            threading.Event().wait(0.01)
-        release.set()
-        leader_time = leader.result(WAIT)
+        leader_time = held.release_once_queued(len(queued))
         follower_times = {f.result(WAIT) for f in followers}
 
     # The five waited for the first commit and then went in as one group.
@@ -74,12 +84,6 @@ def test_writes_queued_behind_a_commit_are_committed_together():
 
 def test_a_write_that_fails_the_group_fails_alone():
     commit = GroupCommit()
-    holding = threading.Event()
-    release = threading.Event()
-
-    def hold_the_committer():
-        holding.set()
-        assert release.wait(WAIT)
 
     def twin_key():
         raise IntegrityError("a concurrent push recorded this key first")
@@ -87,16 +91,10 @@ def test_a_write_that_fails_the_group_fails_alone():
     healthy = [planned("gc-healthy") for _ in range(3)]
     doomed = planned("gc-doomed")
     with ThreadPoolExecutor(5) as pool:
-        leader = pool.submit(
-            in_thread(lambda: commit.store([planned("gc-lead")], hold_the_committer))
-        )
-        assert holding.wait(WAIT)
+        held = HeldCommitter(commit, pool)
         bad = pool.submit(in_thread(lambda: commit.store([doomed], twin_key)))
         good = [pool.submit(in_thread(lambda p=p: commit.store([p]))) for p in healthy]
-        while len(commit._queued) < 4:
-            threading.Event().wait(0.01)
-        release.set()
-        leader.result(WAIT)
+        held.release_once_queued(4)
         for future in good:
             future.result(WAIT)
         with pytest.raises(IntegrityError):
