@@ -19,8 +19,10 @@ request thread does not hand its publish to the event loop and wait for it
 (that round trip between threads cost more CPU than the publish itself).
 
 This relies on channels_redis 4.x internals (`_get_shard`, the shard's `_lock`,
-`_ensure_redis` and `_redis`); tests/integration/test_channel_layer.py checks
-the behaviour against a real Redis.
+`_ensure_redis` and `_redis`; for the blocking path `_consistent_hash`,
+`decode_hosts` and the `<prefix>__group__<group>` channel names);
+tests/integration/test_channel_layer.py checks the behaviour against a real
+Redis.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from collections import deque
 from collections.abc import Iterable
 from typing import Any
 
+import redis
 from channels_redis.pubsub import RedisPubSubChannelLayer
 from channels_redis.utils import _consistent_hash, decode_hosts
 
@@ -109,15 +112,15 @@ class GroupPubSubChannelLayer(RedisPubSubChannelLayer):
         return client
 
 
-def _blocking_client_for(host: dict[str, Any], timeout: float):
-    import redis
-
+def _blocking_client_for(host: dict[str, Any], timeout: float) -> redis.Redis:
+    """A blocking client for one of the layer's hosts; the subscriber's
+    unbounded reads do not apply to publishing."""
     options = {
         key: value
         for key, value in host.items()
-        if key not in ("address", "socket_timeout", "max_connections")
+        if key
+        not in ("address", "socket_timeout", "max_connections", "health_check_interval")
     }
-    options.pop("health_check_interval", None)
     return redis.Redis(
         connection_pool=blocking_pool(
             host["address"],
