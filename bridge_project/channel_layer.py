@@ -112,15 +112,14 @@ class GroupPubSubChannelLayer(RedisPubSubChannelLayer):
         return client
 
 
+# Host settings that blocking_pool sets itself: the subscriber's unbounded
+# reads must not apply to publishing.
+_POOL_SETS = ("address", "socket_timeout", "max_connections", "health_check_interval")
+
+
 def _blocking_client_for(host: dict[str, Any], timeout: float) -> redis.Redis:
-    """A blocking client for one of the layer's hosts; the subscriber's
-    unbounded reads do not apply to publishing."""
-    options = {
-        key: value
-        for key, value in host.items()
-        if key
-        not in ("address", "socket_timeout", "max_connections", "health_check_interval")
-    }
+    """A blocking client for one of the layer's hosts."""
+    options = {key: value for key, value in host.items() if key not in _POOL_SETS}
     return redis.Redis(
         connection_pool=blocking_pool(
             host["address"],
