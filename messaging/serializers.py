@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from typing import Any
 
@@ -10,7 +11,12 @@ from django.core.validators import RegexValidator
 from rest_framework import serializers
 
 from accounts.identifiers import EVENT_RE
-from bridge_project.api_fields import StrictBooleanField, StrictCharField, user_id_field
+from bridge_project.api_fields import (
+    ParsedJSONField,
+    StrictBooleanField,
+    StrictCharField,
+    user_id_field,
+)
 from messaging.delivery import PushRequest
 
 MAX_TARGETS = 1000
@@ -34,7 +40,7 @@ class PushSerializer(serializers.Serializer):
             )
         ],
     )
-    data = serializers.JSONField(required=False, allow_null=True)
+    data = ParsedJSONField(required=False, allow_null=True)
     message = StrictCharField(required=False, allow_blank=True, trim_whitespace=False)
     sender = user_id_field(required=False, allow_null=True)
     persist = StrictBooleanField(required=False, default=True)
@@ -133,7 +139,7 @@ def _require_known_fields(
         raise serializers.ValidationError(
             {"non_field_errors": [f"{what} must be a JSON object."]}, code="invalid"
         )
-    unknown = sorted(set(data) - set(serializer.fields))
+    unknown = sorted(data.keys() - _field_names(type(serializer)))
     if unknown:
         raise serializers.ValidationError(
             {
@@ -141,6 +147,12 @@ def _require_known_fields(
                 for name in unknown
             }
         )
+
+
+@functools.cache
+def _field_names(serializer_class: type[serializers.Serializer]) -> frozenset[str]:
+    # Per class, not per item: a batch checks every item against the same set.
+    return frozenset(serializer_class().fields)
 
 
 def mention_text(payload: Any) -> str | None:
@@ -155,7 +167,7 @@ def _encoded_size(value: Any) -> int:
 
 
 class BatchSerializer(serializers.Serializer):
-    messages = serializers.ListField(child=serializers.JSONField(), min_length=1)
+    messages = serializers.ListField(child=ParsedJSONField(), min_length=1)
 
     def validate_messages(self, items: list[Any]) -> list[dict[str, Any]]:
         limit = settings.BRIDGE_MAX_BATCH
