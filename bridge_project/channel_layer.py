@@ -45,7 +45,7 @@ from bridge_project.redis_batching import (
     run_pipeline,
     run_pipeline_blocking,
 )
-from bridge_project.redis_client import blocking_pool
+from bridge_project.redis_client import blocking_client
 
 
 class GroupPubSubChannelLayer(RedisPubSubChannelLayer):
@@ -112,7 +112,7 @@ class GroupPubSubChannelLayer(RedisPubSubChannelLayer):
         return client
 
 
-# Host settings that blocking_pool sets itself: the subscriber's unbounded
+# Host settings that blocking_client sets itself: the subscriber's unbounded
 # reads must not apply to publishing.
 _POOL_SETS = ("address", "socket_timeout", "max_connections", "health_check_interval")
 
@@ -120,13 +120,11 @@ _POOL_SETS = ("address", "socket_timeout", "max_connections", "health_check_inte
 def _blocking_client_for(host: dict[str, Any], timeout: float) -> redis.Redis:
     """A blocking client for one of the layer's hosts."""
     options = {key: value for key, value in host.items() if key not in _POOL_SETS}
-    return redis.Redis(
-        connection_pool=blocking_pool(
-            host["address"],
-            max_connections=host.get("max_connections", 1000),
-            timeout=timeout,
-            **options,
-        )
+    return blocking_client(
+        host["address"],
+        max_connections=host.get("max_connections", 1000),
+        timeout=timeout,
+        **options,
     )
 
 

@@ -82,16 +82,16 @@ def get_blocking_redis() -> redis.Redis:
         with _blocking_clients_lock:
             client = _blocking_clients.get(key)
             if client is None:
-                client = _blocking_clients[key] = redis.Redis(
-                    connection_pool=blocking_pool(
-                        key[0], max_connections=key[1], timeout=key[2]
-                    )
+                client = _blocking_clients[key] = blocking_client(
+                    key[0], max_connections=key[1], timeout=key[2]
                 )
     return client
 
 
-def blocking_pool(url: str, *, max_connections: int, timeout: float, **options):
-    """A thread-safe pool whose waits, connects and reads are all bounded.
+def blocking_client(
+    url: str, *, max_connections: int, timeout: float, **options
+) -> redis.Redis:
+    """A thread-safe client whose waits, connects and reads are all bounded.
 
     A command that finds its pooled connection dead (Redis restarted since) is
     sent once more on a new one; a timeout is not retried, so a frozen Redis
@@ -100,7 +100,7 @@ def blocking_pool(url: str, *, max_connections: int, timeout: float, **options):
     options.setdefault(
         "retry", Retry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,))
     )
-    return redis.BlockingConnectionPool.from_url(
+    pool = redis.BlockingConnectionPool.from_url(
         url,
         max_connections=max_connections,
         # How long a thread waits for a free connection.
@@ -109,3 +109,4 @@ def blocking_pool(url: str, *, max_connections: int, timeout: float, **options):
         health_check_interval=15,
         **options,
     )
+    return redis.Redis(connection_pool=pool)
