@@ -9,6 +9,7 @@ cost ~0.4 s per request, and a 32-byte random secret needs no stretching.
 from __future__ import annotations
 
 import hmac
+import re
 import secrets
 from dataclasses import dataclass
 from datetime import timedelta
@@ -33,8 +34,19 @@ class CreatedKey:
     raw: str
 
 
+# What api_key_mint makes: 8 hex digits, then token_urlsafe(32), 43 characters.
+_WELL_FORMED = re.compile(r"brk_[0-9a-f]{8}_[A-Za-z0-9_-]{43}")
+
+
 def looks_like_api_key(raw: str) -> bool:
+    """A token meant as an API key (it is checked as one, not as a signed token)."""
     return raw.startswith(KEY_PREFIX) and len(raw) > len(KEY_PREFIX) + _PREFIX_CHARS + 1
+
+
+def is_well_formed_api_key(raw: str) -> bool:
+    """Could `raw` be a key api_key_mint made? Anything else is refused before a
+    query, so forged keys cost no database round trip."""
+    return _WELL_FORMED.fullmatch(raw) is not None
 
 
 def digest(raw: str, secret: str | None = None) -> str:
@@ -78,7 +90,7 @@ def api_key_mint(key: ApiKey) -> str:
 def api_key_authenticate(raw: str) -> ApiKey | None:
     """The live key `raw` names, or None (unknown, wrong secret, revoked, or its
     account deactivated)."""
-    if not looks_like_api_key(raw):
+    if not is_well_formed_api_key(raw):
         return None
     prefix = raw[len(KEY_PREFIX) : len(KEY_PREFIX) + _PREFIX_CHARS]
     key = (

@@ -1,44 +1,54 @@
-"""DRF throttles per API key and per client address, counted in the shared
-Redis cache so that every process sees the same buckets (SPEC §6 429)."""
+"""HTTP throttles per API key and per client address (SPEC §6 429), counted
+cluster-wide with atomic Redis counters (bridge_project/rate_limits.py).
+
+Rates are DRF's (`DEFAULT_THROTTLE_RATES`, from BRIDGE_THROTTLE_API_KEY_RATE and
+BRIDGE_THROTTLE_ADDRESS_RATE); a refusal is DRF's Throttled, which the exception
+handler turns into 429 `throttled` with `Retry-After`. While Redis is down each
+process counts on its own instead of letting everything through."""
 
 from __future__ import annotations
 
-import logging
-
-from redis.exceptions import RedisError
-from rest_framework.throttling import SimpleRateThrottle
+from rest_framework.settings import api_settings
+from rest_framework.throttling import BaseThrottle
 
 from accounts.authentication import Caller
-from bridge_project import redis_health
-
-logger = logging.getLogger(__name__)
+from bridge_project import rate_limits
 
 
-class _FailOpenThrottle(SimpleRateThrottle):
-    """A throttle whose cache is down lets the request through: Redis being down
-    must not break token minting or history reads (SPEC §6)."""
+class _CountedThrottle(BaseThrottle):
+    scope: str
+
+    def __init__(self) -> None:
+        self.decision: rate_limits.Decision | None = None
 
     def allow_request(self, request, view) -> bool:
-        if redis_health.circuit.is_open:
-            return True  # no cache to count in, and no waiting on a dead Redis
-        try:
-            return super().allow_request(request, view)
-        except (RedisError, OSError) as exc:
-            logger.warning("throttle cache unavailable: %s", type(exc).__name__)
+        rate = api_settings.DEFAULT_THROTTLE_RATES.get(self.scope)
+        ident = self.ident(request)
+        if rate is None or ident is None:
             return True
+        limit = rate_limits.Limit.from_rate(f"http:{self.scope}", rate)
+        self.decision = rate_limits.hit_blocking(limit, ident)
+        return self.decision.allowed
+
+    def wait(self) -> float | None:
+        """Seconds until the window ends (DRF's Retry-After)."""
+        return None if self.decision is None else self.decision.retry_after
+
+    def ident(self, request) -> str | None:
+        raise NotImplementedError
 
 
-class ApiKeyRateThrottle(_FailOpenThrottle):
+class ApiKeyRateThrottle(_CountedThrottle):
     scope = "api_key"
 
-    def get_cache_key(self, request, view) -> str | None:
+    def ident(self, request) -> str | None:
         user = request.user
         if isinstance(user, Caller) and user.key_id is not None:
-            return self.cache_format % {"scope": self.scope, "ident": user.key_id}
+            return str(user.key_id)
         return None
 
 
-class AddressRateThrottle(_FailOpenThrottle):
+class AddressRateThrottle(_CountedThrottle):
     """Callers without an API key (open mode, sessions), by client address.
 
     get_ident honours NUM_PROXIES, so a forged X-Forwarded-For cannot mint a
@@ -46,11 +56,8 @@ class AddressRateThrottle(_FailOpenThrottle):
 
     scope = "address"
 
-    def get_cache_key(self, request, view) -> str | None:
+    def ident(self, request) -> str | None:
         user = request.user
         if isinstance(user, Caller) and user.key_id is not None:
             return None
-        return self.cache_format % {
-            "scope": self.scope,
-            "ident": self.get_ident(request),
-        }
+        return self.get_ident(request)

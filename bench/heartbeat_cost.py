@@ -142,6 +142,8 @@ class Server:
             "BRIDGE_HEARTBEAT_INTERVAL": str(interval),
             "BRIDGE_HEARTBEAT_TIMEOUT": str(timeout),
             "BRIDGE_MAX_CONNECTIONS_PER_USER": "5",
+            # Thousands of sockets from one address: no handshake limit per address.
+            "BRIDGE_HANDSHAKES_PER_MINUTE_PER_ADDRESS": "0",
             "PYTHONUNBUFFERED": "1",
         }
         subprocess.run(

@@ -36,6 +36,10 @@ SERVER_ENV = {
     # The benchmark measures capacity; one client address would hit the
     # per-address throttle (6000/minute by default) within seconds.
     "BRIDGE_THROTTLE_ADDRESS_RATE": "none",
+    # Likewise the handshake limit per address (0: off) when it opens thousands
+    # of sockets, and the one per user when it reconnects its users.
+    "BRIDGE_HANDSHAKES_PER_MINUTE_PER_ADDRESS": "0",
+    "BRIDGE_HANDSHAKES_PER_MINUTE_PER_USER": "0",
     "PYTHONUNBUFFERED": "1",
 }
 # As bridge_project.serve.daphne_command runs it.

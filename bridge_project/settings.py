@@ -164,9 +164,27 @@ BRIDGE_MAX_CONNECTIONS_PER_USER = env_int(
 )
 BRIDGE_HEARTBEAT_INTERVAL = env_float("BRIDGE_HEARTBEAT_INTERVAL", 30.0, minimum=0.1)
 BRIDGE_HEARTBEAT_TIMEOUT = env_float("BRIDGE_HEARTBEAT_TIMEOUT", 60.0, minimum=0.1)
+# Client `message` frames per user per minute, counted cluster-wide in Redis
+# (bridge_project/rate_limits.py), so reconnecting does not reset the count.
 BRIDGE_CLIENT_MESSAGES_PER_MINUTE = env_int(
     "BRIDGE_CLIENT_MESSAGES_PER_MINUTE", 120, minimum=1
 )
+# ping, pong and ack frames per connection per minute, counted in memory: cheap
+# frames get no Redis round trip each.
+BRIDGE_CLIENT_CONTROL_FRAMES_PER_MINUTE = env_int(
+    "BRIDGE_CLIENT_CONTROL_FRAMES_PER_MINUTE", 600, minimum=1
+)
+# WebSocket handshakes per minute, cluster-wide (4429 rate_limited beyond); 0
+# turns a limit off. The address is counted before any credential is checked.
+BRIDGE_HANDSHAKES_PER_MINUTE_PER_USER = env_int(
+    "BRIDGE_HANDSHAKES_PER_MINUTE_PER_USER", 60
+)
+BRIDGE_HANDSHAKES_PER_MINUTE_PER_ADDRESS = env_int(
+    "BRIDGE_HANDSHAKES_PER_MINUTE_PER_ADDRESS", 600
+)
+# Threads for the WebSocket side's database work (credentials, last seq,
+# replay, client messages, heartbeat), apart from asgiref's one shared thread.
+BRIDGE_WS_DB_THREADS = env_int("BRIDGE_WS_DB_THREADS", 4, minimum=1)
 BRIDGE_MAX_FRAME_BYTES = env_int("BRIDGE_MAX_FRAME_BYTES", 65536, minimum=1024)
 BRIDGE_MAX_MESSAGE_BYTES = env_int("BRIDGE_MAX_MESSAGE_BYTES", 65536, minimum=64)
 BRIDGE_MAX_BODY_BYTES = env_int("BRIDGE_MAX_BODY_BYTES", 1024 * 1024, minimum=1024)
@@ -200,8 +218,8 @@ CACHES = {
         "BACKEND": "django.core.cache.backends.redis.RedisCache",
         "LOCATION": REDIS_URL,
         "KEY_PREFIX": "bridge",
-        # Short: a throttle check must not hold the shared request thread
-        # (bridge_project/asgi_handler.py) while Redis is unreachable.
+        # Bridge's own code uses no cache (throttles count in
+        # bridge_project/rate_limits.py); short timeouts for anything that does.
         "OPTIONS": {"socket_connect_timeout": 0.5, "socket_timeout": 0.5},
     }
 }

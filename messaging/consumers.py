@@ -10,7 +10,6 @@ import time
 import uuid
 from collections import deque
 
-from channels.db import database_sync_to_async
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from channels.layers import get_channel_layer
@@ -21,6 +20,7 @@ from redis.exceptions import RedisError
 from accounts.identifiers import is_user_id
 from bridge_project import redis_health
 from bridge_project.channel_layer import ChannelInbox, GroupPubSubChannelLayer
+from bridge_project.rate_limits import ConnectionWindow
 from messaging import (
     delivery,
     frames,
@@ -28,6 +28,7 @@ from messaging import (
     history,
     metrics,
     presence,
+    ws_limits,
 )
 from messaging.delivery import ClientMessage
 from messaging.event_log import log_event
@@ -36,6 +37,7 @@ from messaging.handshake import HandshakeRefused, authenticate, parse_handshake
 from messaging.heartbeat import heartbeat_for_loop
 from messaging.instance import INSTANCE_NAME
 from messaging.recipients import RoutingRefused
+from messaging.ws_database import run_db
 
 logger = logging.getLogger(__name__)
 
@@ -54,10 +56,10 @@ class BridgeConsumer(AsyncWebsocketConsumer):
     registered = False
     joined = False
     leaving = False
-    # Sliding windows of refused and `message` frames, made on first use: an
-    # empty deque is 760 B, and most connections never send a frame.
+    # Made on first use: an empty deque is 760 B, and most connections never
+    # send a frame. `message` frames count per user in Redis (ws_limits).
     refusals: deque[float] | None = None
-    sent_messages: deque[float] | None = None
+    control_frames: ConnectionWindow | None = None
 
     async def __call__(self, scope, receive, send) -> None:
         """channels' AsyncConsumer.__call__, with one task of its own, not two.
@@ -115,7 +117,9 @@ class BridgeConsumer(AsyncWebsocketConsumer):
         try:
             handshake = parse_handshake(self.scope)
             self.subprotocol = handshake.subprotocol
+            await ws_limits.admit_address(ws_limits.client_address(self.scope))
             user_id = await authenticate(handshake, self.scope)
+            await ws_limits.admit_user(user_id)
             # Both are Redis round trips on different connections: overlap them.
             # A refused registration (4429) leaves the joined groups on disconnect.
             circuit = redis_health.circuit
@@ -233,7 +237,7 @@ class BridgeConsumer(AsyncWebsocketConsumer):
 
     async def _newest_seq(self, user_id: str) -> int:
         try:
-            return await database_sync_to_async(history.last_seq)(user_id)
+            return await run_db(history.last_seq, user_id)
         except DatabaseError:
             logger.exception("database unavailable during handshake")
             raise _unavailable() from None
@@ -256,11 +260,23 @@ class BridgeConsumer(AsyncWebsocketConsumer):
         # Accept first so that browsers can read the close code (SPEC §2).
         await self.accept(subprotocol=self.subprotocol)
         await self._close_with_error(
-            refusal.close_code, refusal.error_code, refusal.message
+            refusal.close_code,
+            refusal.error_code,
+            refusal.message,
+            retry_after_ms=refusal.retry_after_ms,
         )
 
-    async def _close_with_error(self, close_code: int, error_code: str, message: str):
-        await self._send_frame(frames.error_frame(error_code, message))
+    async def _close_with_error(
+        self,
+        close_code: int,
+        error_code: str,
+        message: str,
+        *,
+        retry_after_ms: int | None = None,
+    ) -> None:
+        await self._send_frame(
+            frames.error_frame(error_code, message, retry_after_ms=retry_after_ms)
+        )
         self.close_code = close_code
         await self.close(code=close_code)
 
@@ -297,6 +313,10 @@ class BridgeConsumer(AsyncWebsocketConsumer):
             return
         try:
             frame = frames.parse_client_frame(text_data)
+            if frame.type in ws_limits.CONTROL_FRAME_TYPES:
+                if self.control_frames is None:
+                    self.control_frames = ConnectionWindow()
+                ws_limits.count_control_frame(self.control_frames, frame.ref)
             await getattr(self, f"on_{frame.type}")(frame)
         except FrameError as error:
             await self._refuse_frame(error)
@@ -315,7 +335,7 @@ class BridgeConsumer(AsyncWebsocketConsumer):
         await self.close(code=1000)
 
     async def on_message(self, frame: ClientFrame) -> None:
-        self._count_client_message(frame.ref)
+        await ws_limits.count_client_message(self.user_id, frame.ref)
         if frame.to is not None and not is_user_id(frame.to):
             raise FrameError("invalid_frame", "'to' must be a user id", frame.ref)
         message = ClientMessage(
@@ -343,17 +363,6 @@ class BridgeConsumer(AsyncWebsocketConsumer):
             )
         )
 
-    def _count_client_message(self, ref: str | None) -> None:
-        """Sliding one-minute window of `message` frames (SPEC §2 rate_limited)."""
-        now = time.monotonic()
-        if self.sent_messages is None:
-            self.sent_messages = deque()
-        while self.sent_messages and now - self.sent_messages[0] > 60.0:
-            self.sent_messages.popleft()
-        if len(self.sent_messages) >= settings.BRIDGE_CLIENT_MESSAGES_PER_MINUTE:
-            raise FrameError("rate_limited", "too many messages; slow down", ref)
-        self.sent_messages.append(now)
-
     async def _refuse_frame(self, error: FrameError) -> None:
         metrics.frames_refused_total.labels(code=error.code).inc()
         log_event(
@@ -372,7 +381,14 @@ class BridgeConsumer(AsyncWebsocketConsumer):
         if len(self.refusals) >= REFUSALS_BEFORE_CLOSE:
             await self._close_with_error(4400, "bad_request", "too many refused frames")
             return
-        await self._send_frame(frames.error_frame(error.code, error.message, error.ref))
+        await self._send_frame(
+            frames.error_frame(
+                error.code,
+                error.message,
+                error.ref,
+                retry_after_ms=error.retry_after_ms,
+            )
+        )
 
     # --- events from the channel layer -------------------------------------------
 
@@ -404,8 +420,11 @@ class BridgeConsumer(AsyncWebsocketConsumer):
         """Send stored messages after the cursor up to `upto_seq`, page by page."""
         sent = 0
         while self.cursor < upto_seq:
-            page = await database_sync_to_async(history.frames_after)(
-                self.user_id, after_seq=self.cursor, upto_seq=upto_seq
+            page = await run_db(
+                history.frames_after,
+                self.user_id,
+                after_seq=self.cursor,
+                upto_seq=upto_seq,
             )
             if not page:
                 break

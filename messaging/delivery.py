@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from asgiref.sync import async_to_sync
-from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import IntegrityError
@@ -39,6 +38,7 @@ from messaging.recipients import (
     decide_recipients,
 )
 from messaging.store import Planned
+from messaging.ws_database import run_db
 
 logger = logging.getLogger(__name__)
 
@@ -196,9 +196,7 @@ async def send_client_message(message: ClientMessage) -> PushReceipt:
         await check_layer()
     elif circuit.is_open:
         raise LayerUnavailable("Redis is unreachable")
-    plan, created_at = await database_sync_to_async(_plan_and_store_client_message)(
-        message
-    )
+    plan, created_at = await run_db(_plan_and_store_client_message, message)
     audience = await _publish_after_commit(_events(plan, created_at), [plan])
     metrics.messages_pushed_total.inc()
     return _receipt(plan, audience)

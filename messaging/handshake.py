@@ -7,14 +7,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import parse_qs
 
-from channels.db import database_sync_to_async
 from django.conf import settings
 from django.db import DatabaseError
+from django.utils.functional import empty
 
 from accounts.identifiers import is_user_id
-from accounts.keys import api_key_authenticate, looks_like_api_key
+from accounts.keys import (
+    api_key_authenticate,
+    is_well_formed_api_key,
+    looks_like_api_key,
+)
 from accounts.tokens import InvalidToken, token_user_id
 from messaging.origins import origin_allowed
+from messaging.session_auth import session_user
+from messaging.ws_database import run_db
 
 MAX_LAST_SEQ = 2**63 - 1
 SUBPROTOCOL = "bridge.v1"
@@ -24,11 +30,19 @@ _TOKEN_PROTOCOL_PREFIX = "token."
 class HandshakeRefused(Exception):
     """Close the socket with `close_code` after an error frame with `error_code`."""
 
-    def __init__(self, close_code: int, error_code: str, message: str) -> None:
+    def __init__(
+        self,
+        close_code: int,
+        error_code: str,
+        message: str,
+        *,
+        retry_after_ms: int | None = None,
+    ) -> None:
         super().__init__(message)
         self.close_code = close_code
         self.error_code = error_code
         self.message = message
+        self.retry_after_ms = retry_after_ms
 
 
 def _bad_request(message: str) -> HandshakeRefused:
@@ -112,17 +126,28 @@ async def _token_owner(token: str) -> str:
         raise _unauthenticated(str(exc)) from None
 
 
-@database_sync_to_async
-def _api_key_account(raw: str) -> str | None:
+async def _api_key_account(raw: str) -> str | None:
     """A public account may connect with one of its API keys as its token."""
+    if not is_well_formed_api_key(raw):
+        return None  # refused without a query
+    return await run_db(_api_key_handle, raw)
+
+
+def _api_key_handle(raw: str) -> str | None:
     key = api_key_authenticate(raw)
     return key.account.handle if key is not None and key.account_id else None
 
 
-@database_sync_to_async
-def _session_user_id(scope: dict) -> str:
+async def _session_user_id(scope: dict) -> str:
     user = scope.get("user")
-    if user is None or not user.is_authenticated:
+    if user is None:
+        raise _unauthenticated("a token is required")
+    if getattr(user, "_wrapped", None) is empty:  # a plausible cookie: look it up
+        try:
+            user = await run_db(session_user, scope)
+        except DatabaseError:
+            raise HandshakeRefused(1013, "unavailable", "try again later") from None
+    if not user.is_authenticated:
         raise _unauthenticated("a token is required")
     username = user.get_username()
     if not is_user_id(username):

@@ -18,13 +18,13 @@ import logging
 import time
 from typing import Protocol
 
-from channels.db import database_sync_to_async
 from django.conf import settings
 from django.db import DatabaseError
 from redis.exceptions import RedisError
 
 from messaging import frames, history, metrics, presence
 from messaging.instance import INSTANCE_NAME, STARTED_AT
+from messaging.ws_database import run_db
 
 logger = logging.getLogger(__name__)
 
@@ -120,7 +120,7 @@ async def _latest_seqs(user_ids: set[str]) -> dict[str, int]:
     if not user_ids:
         return {}
     try:
-        return await database_sync_to_async(history.latest_seqs)(user_ids)
+        return await run_db(history.latest_seqs, user_ids)
     except DatabaseError as exc:
         logger.warning("heartbeat could not read seqs: %s", type(exc).__name__)
         return {}

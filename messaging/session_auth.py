@@ -9,20 +9,35 @@ middleware puts `cookies`, `session` and `user` into one copy of the scope, as
 the stack would, and passes `send` through.
 
 channels' AuthMiddleware also looks the user up through database_sync_to_async
-on every handshake, cookie or not. Bots and services send no session cookie, so
-for them the user is anonymous at once (SPEC §4: a same-site browser's session
-is still accepted as its user).
+on every handshake, cookie or not, before the consumer runs. Here nothing is
+queried: without a cookie that could name a session (bots and services send
+none; a forged one is refused by its syntax), the user is anonymous at once;
+otherwise `scope["user"]` stays unresolved until the handshake, after the
+per-address handshake limit, resolves it with `session_user()` on the
+WebSocket database pool (messaging/ws_database.py). SPEC §4: a same-site
+browser's session is still accepted as its user.
 """
 
 from __future__ import annotations
 
+import re
 from importlib import import_module
 
 from channels.auth import UserLazyObject, get_user
 from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
 from django.http import parse_cookie
-from django.utils.functional import LazyObject
+from django.utils.functional import LazyObject, empty
+
+# Django's own engines make every key with get_random_string(32, [a-z0-9])
+# (SessionBase._get_new_session_key); anything else names no stored session.
+_GENERATED_KEY = re.compile(r"[a-z0-9]{32}")
+_GENERATED_KEY_ENGINES = {
+    "django.contrib.sessions.backends.db",
+    "django.contrib.sessions.backends.cache",
+    "django.contrib.sessions.backends.cached_db",
+    "django.contrib.sessions.backends.file",
+}
 
 
 class SessionAuthMiddleware:
@@ -35,14 +50,32 @@ class SessionAuthMiddleware:
         cookies = _cookies(scope)
         session_store = import_module(settings.SESSION_ENGINE).SessionStore
         session = LazyObject()
-        session._wrapped = session_store(cookies.get(settings.SESSION_COOKIE_NAME))
+        session._wrapped = session_store(_plausible_key(cookies))
         user = UserLazyObject()
-        scope = dict(scope, cookies=cookies, session=session, user=user)
         if session.session_key is None:
             user._wrapped = AnonymousUser()
-        else:
-            user._wrapped = await get_user(scope)
+        scope = dict(scope, cookies=cookies, session=session, user=user)
         return await self.inner(scope, receive, send)
+
+
+def session_user(scope: dict):
+    """The session's user (queries the database: call it on a worker thread)."""
+    user = scope.get("user")
+    if user is None:
+        return AnonymousUser()
+    if user._wrapped is empty:
+        user._wrapped = get_user.func(scope)
+    return user
+
+
+def _plausible_key(cookies: dict[str, str]) -> str | None:
+    """The session cookie, if it could name a stored session; else None."""
+    key = cookies.get(settings.SESSION_COOKIE_NAME)
+    if key is None:
+        return None
+    if settings.SESSION_ENGINE in _GENERATED_KEY_ENGINES:
+        return key if _GENERATED_KEY.fullmatch(key) else None
+    return key
 
 
 def _cookies(scope) -> dict[str, str]:

@@ -36,6 +36,27 @@ def channel_layer_on_real_redis(redis_server: EmbeddedRedis) -> Iterator[None]:
     channel_layers.backends.clear()
 
 
+@pytest.fixture(autouse=True)
+def fresh_rate_limits(redis_server: EmbeddedRedis) -> Iterator[None]:
+    """Rate-limit windows last a minute and count per user id and address:
+    without this, one test's messages and handshakes would count in the next.
+    (A test that stopped Redis leaves nothing to delete.)"""
+    import redis
+
+    from bridge_project import rate_limits
+
+    rate_limits.local_windows.clear()
+    if redis_server.process is not None:
+        client = redis.Redis.from_url(redis_server.url)
+        try:
+            keys = list(client.scan_iter(f"{rate_limits.KEY_PREFIX}*", count=1000))
+            if keys:
+                client.delete(*keys)
+        finally:
+            client.close()
+    yield
+
+
 @pytest.fixture
 def redis_restartable(redis_server: EmbeddedRedis) -> Iterator[EmbeddedRedis]:
     """The suite's Redis, running again (same port) after a test that stops it."""

@@ -8,6 +8,10 @@ import os
 
 os.environ.setdefault("DEBUG", "1")
 os.environ.setdefault("BRIDGE_AUTH_MODE", "open")
+# Tests connect as the same users from one address many times a minute; the
+# limits' own tests lower these (tests/messaging/test_ws_limits.py).
+os.environ.setdefault("BRIDGE_HANDSHAKES_PER_MINUTE_PER_USER", "100000")
+os.environ.setdefault("BRIDGE_HANDSHAKES_PER_MINUTE_PER_ADDRESS", "100000")
 
 from bridge_project.settings import *  # noqa: F403
 

@@ -58,7 +58,7 @@ def token_server(
 def fresh_buckets(redis_server: EmbeddedRedis) -> Iterator[None]:
     """Throttle history outlives a test (and other modules count 127.0.0.1 too)."""
     client = redis.Redis.from_url(redis_server.url)
-    for key in client.scan_iter("bridge:*throttle_*"):
+    for key in client.scan_iter("bridge:limit:http:*"):
         client.delete(key)
     yield
     client.close()
