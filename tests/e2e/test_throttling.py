@@ -4,6 +4,7 @@ buckets; a forged X-Forwarded-For gets no fresh one (SPEC §6 `throttled` 429).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -101,6 +102,24 @@ def test_forged_forwarded_for_does_not_get_a_fresh_bucket(open_pair):
     assert_throttled(mint(b, **{"X-Forwarded-For": "203.0.113.77"}))
     assert_throttled(mint(a, **{"X-Forwarded-For": "203.0.113.78, 10.0.0.1"}))
     assert_throttled(mint(a, **{"X-Real-IP": "203.0.113.79"}))
+
+
+async def test_concurrent_requests_on_two_processes_are_counted_exactly(open_pair):
+    """One atomic INCR per request: a burst split over two processes admits
+    exactly the rate, not whatever a read-modify-write race lets through."""
+    a, b = open_pair
+
+    async def mint_async(client: httpx.AsyncClient, server: DaphneProcess) -> int:
+        response = await client.post(
+            f"{server.http}/api/tokens", json={"user_id": "alice"}
+        )
+        return response.status_code
+
+    async with httpx.AsyncClient(timeout=30) as client:
+        statuses = await asyncio.gather(
+            *(mint_async(client, server) for server in [a, b] * 20)
+        )
+    assert sorted(statuses) == [201] * ADDRESS_RATE + [429] * (40 - ADDRESS_RATE)
 
 
 def test_health_is_never_throttled(open_pair):
