@@ -41,6 +41,17 @@ def executor() -> ThreadPoolExecutor:
     return _executor
 
 
+def shutdown() -> None:
+    """Stop the pool's threads (after their current work); the next run_db()
+    starts a new pool. A thread's database connection closes when the thread
+    ends and its thread-local connection is collected."""
+    global _executor
+    with _executor_lock:
+        pool, _executor = _executor, None
+    if pool is not None:
+        pool.shutdown(wait=True)
+
+
 def run_db(func: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> Awaitable[R]:
     """`func(*args, **kwargs)` on the WebSocket database pool, awaitable."""
     call = DatabaseSyncToAsync(func, thread_sensitive=False, executor=executor())

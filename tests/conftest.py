@@ -36,6 +36,24 @@ def channel_layer_on_real_redis(redis_server: EmbeddedRedis) -> Iterator[None]:
     channel_layers.backends.clear()
 
 
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup) -> Iterator[None]:
+    """pytest-django's test database, torn down after the threads that hold
+    connections to it are gone: the WebSocket database pool's, and asgiref's
+    shared thread's (PostgreSQL refuses to drop a database in use)."""
+    yield
+    import gc
+
+    from asgiref.sync import SyncToAsync
+    from django.db import connections
+
+    from messaging import ws_database
+
+    ws_database.shutdown()
+    SyncToAsync.single_thread_executor.submit(connections.close_all).result()
+    gc.collect()
+
+
 @pytest.fixture(autouse=True)
 def fresh_rate_limits(redis_server: EmbeddedRedis) -> Iterator[None]:
     """Rate-limit windows last a minute and count per user id and address:
