@@ -11,7 +11,7 @@ from django.http import HttpResponse
 from django_prometheus.exports import ExportToDjangoView
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers
-from rest_framework.permissions import BasePermission
+from rest_framework.permissions import AllowAny, BasePermission
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -30,7 +30,7 @@ _health_reply = inline_serializer(
 class HealthView(APIView):
     # Load balancers ask without credentials, and must not be throttled.
     authentication_classes = []
-    permission_classes = []
+    permission_classes = [AllowAny]
     throttle_classes = []
 
     @extend_schema(responses={200: _health_reply, 503: _health_reply})

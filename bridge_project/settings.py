@@ -230,7 +230,8 @@ REST_FRAMEWORK = {
         "accounts.authentication.ApiKeyAuthentication",
         "accounts.authentication.SessionAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": [],
+    # Deny unless a view says otherwise: each declares its own permission.
+    "DEFAULT_PERMISSION_CLASSES": ["accounts.authentication.DenyAll"],
     "DEFAULT_THROTTLE_CLASSES": [
         "accounts.throttling.ApiKeyRateThrottle",
         "accounts.throttling.AddressRateThrottle",
