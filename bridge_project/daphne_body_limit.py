@@ -18,8 +18,13 @@ So the limit is enforced where the bytes arrive, on the request object:
   chunked), and the request is refused at the first byte over the limit;
 - `requestReceived`: a refused request never reaches the application.
 
-The refusal is a 413 in the JSON error shape with `Connection: close`, after
-which the connection is closed: nothing more of the body is read or kept.
+The refusal is a 413 in the JSON error shape with `Connection: close`. Then
+nothing more is read (the socket is paused, so a client still sending is held
+back by TCP, at no cost here) and the connection is closed LINGER_SECONDS
+later. Closing at once would be a reset for a client still uploading, and a
+reset can discard the 413 before the client reads it: curl streaming a body
+reported "Send failure: Broken pipe" and never saw the reply. The pause gives
+it time to read the 413 and stop (RFC 9112 §9.6 on closing early).
 A chunked body within the limit goes on as before (bridge_project/
 asgi_handler.py gives it a Content-Length so DRF reads it).
 """
@@ -31,6 +36,9 @@ import json
 from messaging.exceptions import error_body
 
 INSTALLED_MARK = "_bridge_body_limit"
+# How long a refused connection stays open, unread, for the client to read
+# the 413 before the close.
+LINGER_SECONDS = 2.0
 
 
 def too_large_body(limit: int) -> bytes:
@@ -105,5 +113,6 @@ def _refuse(request) -> None:
     if channel is None or channel.transport is None:
         return
     channel.transport.write(too_large_response(request.max_body_bytes))
-    # Writes what is queued, then closes; the reactor reads nothing more.
-    channel.loseConnection()
+    channel.transport.pauseProducing()  # read nothing more
+    # Harmless if the client has closed first.
+    channel.callLater(LINGER_SECONDS, channel.loseConnection)

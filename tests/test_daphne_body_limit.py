@@ -14,6 +14,7 @@ from types import SimpleNamespace
 
 import pytest
 from daphne.http_protocol import WebRequest
+from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.web import http
 
@@ -36,13 +37,19 @@ class Server:
 
 
 @pytest.fixture
-def channel() -> Iterator[tuple[http.HTTPChannel, StringTransport, Server]]:
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def channel(clock) -> Iterator[tuple[http.HTTPChannel, StringTransport, Server]]:
     previous = getattr(WebRequest, "max_body_bytes", None)
     daphne_body_limit.install(LIMIT)
     server = Server()
     channel = http.HTTPChannel()
     channel.requestFactory = WebRequest
     channel.factory = SimpleNamespace(server=server)
+    channel.callLater = clock.callLater
     transport = StringTransport()
     channel.makeConnection(transport)
     original_process = WebRequest.process
@@ -60,7 +67,7 @@ def head(*headers: str) -> bytes:
     return ("\r\n".join(lines) + "\r\n\r\n").encode()
 
 
-def assert_refused(transport: StringTransport) -> None:
+def assert_refused(transport: StringTransport, clock: Clock) -> None:
     reply = transport.value()
     status_line, _, rest = reply.partition(b"\r\n")
     assert status_line == b"HTTP/1.1 413 Request Entity Too Large"
@@ -70,22 +77,26 @@ def assert_refused(transport: StringTransport) -> None:
         "message": f"The body is over {LIMIT} bytes.",
         "detail": {"max_bytes": LIMIT},
     }
+    # Nothing more is read; the close comes once the client had time to read.
+    assert transport.producerState == "paused"
+    assert not transport.disconnecting
+    clock.advance(daphne_body_limit.LINGER_SECONDS)
     assert transport.disconnecting
 
 
-def test_a_declared_length_over_the_limit_is_refused_at_the_headers(channel):
+def test_a_declared_length_over_the_limit_is_refused_at_the_headers(channel, clock):
     http_channel, transport, server = channel
     http_channel.dataReceived(
         head(f"Content-Length: {LIMIT + 1}", "Expect: 100-continue")
     )
-    assert_refused(transport)
+    assert_refused(transport, clock)
     assert b"100 Continue" not in transport.value()
     http_channel.dataReceived(b"x" * (LIMIT + 1))  # arrives anyway: dropped
     assert server.processed == []
     assert http_channel.requests[0].content is None  # nothing was stored
 
 
-def test_a_chunked_body_is_refused_at_the_first_byte_over_the_limit(channel):
+def test_a_chunked_body_is_refused_at_the_first_byte_over_the_limit(channel, clock):
     http_channel, transport, server = channel
     http_channel.dataReceived(head("Transfer-Encoding: chunked"))
     request = http_channel.requests[0]
@@ -94,7 +105,7 @@ def test_a_chunked_body_is_refused_at_the_first_byte_over_the_limit(channel):
     http_channel.dataReceived(b"200\r\n" + chunk + b"\r\n")
     assert transport.value() == b""  # exactly the limit: still reading
     http_channel.dataReceived(b"1\r\nx\r\n")
-    assert_refused(transport)
+    assert_refused(transport, clock)
     stored = request.content.tell()
     http_channel.dataReceived(b"200\r\n" + chunk + b"\r\n0\r\n\r\n")
     assert request.content.tell() == stored == 2 * 512
