@@ -8,7 +8,9 @@ sent: a Content-Length over the limit, or a chunked body that keeps going.
 from __future__ import annotations
 
 import json
+import shutil
 import socket
+import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -206,3 +208,22 @@ def test_a_chunked_body_within_the_limit_is_read_and_accepted(server):
         status, _, body = read_response(conn)
     assert status == 202, body
     assert body["recipients"][0]["user_id"] == user
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="needs curl")
+def test_curl_streaming_a_huge_body_gets_the_413(server):
+    # The report's reproduction: `curl -T -` from /dev/zero, no Content-Length.
+    before = rss_bytes(server)
+    done = subprocess.run(
+        f"head -c {FLOOD} /dev/zero | curl -sS -m 60 -X POST -T - "
+        "-H 'Content-Type: application/json' -w '\\n%{http_code}' "
+        f"http://127.0.0.1:{server.port}/sse/push",
+        shell=True,
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
+    body, _, status = done.stdout.rpartition("\n")
+    assert status == "413", done.stdout + done.stderr
+    assert json.loads(body)["error"] == "too_large"
+    assert rss_bytes(server) - before < RSS_GROWTH_BOUND
