@@ -2,6 +2,7 @@ from django.contrib import admin, messages
 from django.db import models
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html
 
@@ -83,13 +84,27 @@ class ApiKeyAdmin(admin.ModelAdmin):
         if change:
             super().save_model(request, key, form, change)
             return
-        raw = keys.api_key_mint(key)
+        # Kept on the instance for response_add only; never saved.
+        key.raw_key = keys.api_key_mint(key)
         super().save_model(request, key, form, change)
-        self.message_user(
+
+    def response_add(self, request: HttpRequest, key: ApiKey, post_url_continue=None):
+        """The new key, on the page that answers the form, and nowhere else.
+
+        Not as a message: Django's default message storage keeps messages in a
+        cookie, so the key would travel back and forth in a Cookie header (and
+        sit in the browser) until the next page showed it."""
+        # The admin's views are never_cache: no-store covers this page too.
+        return TemplateResponse(
             request,
-            f"The new key is {raw} — copy it now: it is stored hashed and "
-            "will not be shown again.",
-            messages.WARNING,
+            "admin/accounts/apikey/created.html",
+            {
+                **self.admin_site.each_context(request),
+                "opts": self.opts,
+                "title": "API key created",
+                "key": key,
+                "raw_key": key.raw_key,
+            },
         )
 
     @admin.action(description="Revoke selected keys")

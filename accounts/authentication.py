@@ -86,6 +86,16 @@ class SessionAuthentication(authentication.SessionAuthentication):
         return 'Bearer realm="bridge"'
 
 
+class DenyAll(permissions.BasePermission):
+    """DRF's DEFAULT_PERMISSION_CLASSES: a view that declares no permission of
+    its own refuses every caller, so no endpoint is public by omission."""
+
+    message = "This endpoint declares no permission; nobody may call it."
+
+    def has_permission(self, request: Request, view) -> bool:
+        return False
+
+
 def requires(permission: str) -> type[permissions.BasePermission]:
     """A DRF permission class: the caller holds `permission`; staff sessions count
     as `ops`."""

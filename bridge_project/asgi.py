@@ -3,7 +3,7 @@
 import logging
 import os
 
-from bridge_project import daphne_compat, process_tuning
+from bridge_project import daphne_body_limit, daphne_compat, process_tuning
 from bridge_project.asgi_handler import get_asgi_application
 
 daphne_compat.install()
@@ -20,6 +20,8 @@ from accounts.services import public_accounts_ensure_at_startup  # noqa: E402
 from messaging.routing import websocket_urlpatterns  # noqa: E402
 from messaging.session_auth import session_auth_stack  # noqa: E402
 
+# Bodies over the limit are refused while daphne reads them, not after.
+daphne_body_limit.install(settings.BRIDGE_MAX_BODY_BYTES)
 # Before the server starts its event loop, so a plain synchronous query is fine.
 public_accounts_ensure_at_startup(handles=settings.PUBLIC_ACCOUNTS)
 if settings.BRIDGE_AUTH_MODE == "open":

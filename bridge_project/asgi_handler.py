@@ -21,11 +21,31 @@ them well but expensively for a push service; two things were measured
 
 Django's handler also cancels an async view whose client disconnects; views
 here are synchronous, and a running thread cannot be cancelled, so that part
-is left out.
+is left out. What follows from it:
+
+- A request can end (daphne cancels it application_close_timeout seconds
+  after its client went away) while its thread is still running the view. Its
+  thread goes back to the idle list only once that work has finished;
+  putting it back at once made the next request queue behind it.
+- Until then it still counts as in flight: at most BRIDGE_MAX_REQUESTS_IN_FLIGHT
+  requests (and so threads, and database connections) per process. Beyond
+  that a request is answered 503 `unavailable` from the event loop, without
+  taking a thread.
+
+It also bounds the body (BRIDGE_MAX_BODY_BYTES, 413 `too_large`): a declared
+Content-Length over the limit is refused before the body is read, a body that
+turns out longer is refused at the first chunk over it. Under daphne,
+bridge_project/daphne_body_limit.py has already refused such bodies before
+daphne buffered them; this check is the same limit for any ASGI server. A
+chunked body (no Content-Length) is given the Content-Length of what was read,
+because DRF reads a request without one as empty.
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
+import tempfile
 from concurrent.futures import ThreadPoolExecutor
 
 from asgiref.sync import ThreadSensitiveContext, sync_to_async
@@ -37,40 +57,108 @@ from django.core.handlers.base import BaseHandler
 from django.http import FileResponse, HttpResponseBase
 from django.urls import set_script_prefix
 
+from bridge_project.daphne_body_limit import too_large_body
+from messaging.exceptions import error_body
+
+# Seconds a client refused for too many requests in flight is asked to wait.
+BUSY_RETRY_AFTER = 1
+
+
+class BodyTooLarge(Exception):
+    """The request body is over BRIDGE_MAX_BODY_BYTES."""
+
 
 class ThreadReusingASGIHandler(ASGIHandler):
     def __init__(self) -> None:
         BaseHandler.__init__(self)
         self.load_middleware(is_async=False)
+        # Every thread (busy, or idle and kept) holds at most one database
+        # connection, so this also caps the process's connections.
+        self._max_in_flight = settings.BRIDGE_MAX_REQUESTS_IN_FLIGHT
         # Each idle thread keeps one database connection open (CONN_MAX_AGE
-        # closes it after a minute). Beyond this many requests in flight,
-        # threads are made and ended per request, as Django does.
-        self._idle_threads = settings.BRIDGE_REQUEST_THREADS
+        # closes it after a minute). Beyond this many, threads are made and
+        # ended per request, as Django does.
+        self._idle_threads = min(settings.BRIDGE_REQUEST_THREADS, self._max_in_flight)
+        self._max_body_bytes = settings.BRIDGE_MAX_BODY_BYTES
         self._idle: list[ThreadPoolExecutor] = []
+        # Threads taken by a request and not yet idle again, including those
+        # still running the view of a request that has already ended.
+        self._busy = 0
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
             raise ValueError(f"Django can only handle ASGI/HTTP, not {scope['type']}.")
+        if self._busy >= self._max_in_flight:
+            await self._refuse_busy(send)
+            return
+        self._busy += 1
         # Most recently used first: its thread and connection are warm.
         executor = self._idle.pop() if self._idle else self._new_executor()
+        finished = False
         try:
             async with ThreadSensitiveContext(executor=executor):
                 await self.handle(scope, receive, send)
+            finished = True
         finally:
-            if len(self._idle) < self._idle_threads:
-                self._idle.append(executor)
+            if finished:
+                self._release(executor)
             else:
+                # Cancelled or failed: the view may still be running there.
+                self._release_when_idle(executor)
+
+    def _release(self, executor: ThreadPoolExecutor) -> None:
+        self._busy -= 1
+        if len(self._idle) < self._idle_threads:
+            self._idle.append(executor)
+        else:
+            executor.shutdown(wait=False)
+
+    def _release_when_idle(self, executor: ThreadPoolExecutor) -> None:
+        """Release once the thread has finished what it is running.
+
+        The executor runs one call at a time, so a no-op submitted now runs
+        only after the current work; its completion is reported back to the
+        event loop, which alone touches the idle list and the count."""
+        loop = asyncio.get_running_loop()
+
+        def report(_future) -> None:
+            try:
+                loop.call_soon_threadsafe(self._release, executor)
+            except RuntimeError:  # the loop has closed: the process is ending
                 executor.shutdown(wait=False)
+
+        executor.submit(_nothing).add_done_callback(report)
+
+    async def _refuse_busy(self, send) -> None:
+        body = error_body(
+            "unavailable",
+            "Too many requests in flight in this process; retry later.",
+            {"max_in_flight": self._max_in_flight},
+        )
+        await _send_json(
+            send,
+            503,
+            json.dumps(body).encode(),
+            [(b"Retry-After", str(BUSY_RETRY_AFTER).encode())],
+        )
 
     async def handle(self, scope, receive, send) -> None:
         try:
-            body_file = await self.read_body(receive)
+            body_file, size = await self._read_bounded_body(scope, receive)
         except RequestAborted:
+            return
+        except BodyTooLarge:
+            await _send_json(
+                send,
+                413,
+                too_large_body(self._max_body_bytes),
+                [(b"Connection", b"close")],
+            )
             return
         set_script_prefix(get_script_prefix(scope))
         try:
             response = await sync_to_async(self._respond, thread_sensitive=True)(
-                scope, body_file
+                scope, body_file, size
             )
             await self.send_response(response, send)
             if response.streaming:
@@ -78,11 +166,40 @@ class ThreadReusingASGIHandler(ASGIHandler):
         finally:
             body_file.close()
 
-    def _respond(self, scope, body_file) -> HttpResponseBase:
+    async def _read_bounded_body(
+        self, scope, receive
+    ) -> tuple[tempfile.SpooledTemporaryFile, int]:
+        """Django's read_body, refusing a body over the limit as it arrives."""
+        limit = self._max_body_bytes
+        if _declared_length(scope) > limit:
+            raise BodyTooLarge
+        body_file = tempfile.SpooledTemporaryFile(  # noqa: SIM115 - returned open
+            max_size=settings.FILE_UPLOAD_MAX_MEMORY_SIZE, mode="w+b"
+        )
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                body_file.close()
+                raise RequestAborted()
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                body_file.close()
+                raise BodyTooLarge
+            body_file.write(chunk)
+            if not message.get("more_body", False):
+                break
+        body_file.seek(0)
+        return body_file, size
+
+    def _respond(self, scope, body_file, size: int) -> HttpResponseBase:
         """Everything synchronous about one request, on its thread."""
         signals.request_started.send(sender=self.__class__, scope=scope)
         request, response = self.create_request(scope, body_file)
         if request is not None:
+            # A chunked body: DRF reads a request without a length as empty.
+            request.META.setdefault("CONTENT_LENGTH", str(size))
             response = self.get_response(request)
             response._handler_class = self.__class__
             if isinstance(response, FileResponse):
@@ -95,6 +212,35 @@ class ThreadReusingASGIHandler(ASGIHandler):
     @staticmethod
     def _new_executor() -> ThreadPoolExecutor:
         return ThreadPoolExecutor(max_workers=1, thread_name_prefix="django-request")
+
+
+def _nothing() -> None:
+    return None
+
+
+def _declared_length(scope) -> int:
+    for name, value in scope.get("headers", ()):
+        if name.lower() == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return 0  # the server refuses those; Django will see it too
+    return 0
+
+
+async def _send_json(send, status: int, body: bytes, headers: list) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"Content-Type", b"application/json"),
+                (b"Content-Length", str(len(body)).encode()),
+                *headers,
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
 
 
 def get_asgi_application() -> ThreadReusingASGIHandler:

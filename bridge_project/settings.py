@@ -107,6 +107,18 @@ DATABASES = {
         conn_health_checks=True,
     )
 }
+# A request thread holds its database connection while it waits, so a query
+# stuck behind a lock or running away must end: 503 `unavailable` (PostgreSQL
+# only; 0 turns a timeout off, e.g. for a long `migrate` on a large table).
+BRIDGE_DB_STATEMENT_TIMEOUT = env_float("BRIDGE_DB_STATEMENT_TIMEOUT", 30.0)
+BRIDGE_DB_LOCK_TIMEOUT = env_float("BRIDGE_DB_LOCK_TIMEOUT", 10.0)
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    _pg_options = DATABASES["default"].setdefault("OPTIONS", {})
+    _pg_options["options"] = (
+        f"{_pg_options.get('options', '')}"
+        f" -c statement_timeout={int(BRIDGE_DB_STATEMENT_TIMEOUT * 1000)}"
+        f" -c lock_timeout={int(BRIDGE_DB_LOCK_TIMEOUT * 1000)}"
+    ).strip()
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # IMMEDIATE takes the write lock when a transaction starts, so two pushes that
     # assign seqs to the same user queue up instead of failing with "database is
@@ -137,8 +149,12 @@ WHITENOISE_AUTOREFRESH = False
 REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
 
 BRIDGE_REDIS_MAX_CONNECTIONS = env_int("BRIDGE_REDIS_MAX_CONNECTIONS", 1000, minimum=10)
+# HTTP requests a process runs at once, each on its own thread with its own
+# database connection (bridge_project/asgi_handler.py); 503 beyond. With
+# PostgreSQL, processes x this must fit max_connections (docs/deployment.md).
+BRIDGE_MAX_REQUESTS_IN_FLIGHT = env_int("BRIDGE_MAX_REQUESTS_IN_FLIGHT", 64, minimum=1)
 # Idle HTTP request threads a process keeps, each with its database connection
-# (bridge_project/asgi_handler.py). Size it to the requests in flight per process.
+# (at most BRIDGE_MAX_REQUESTS_IN_FLIGHT).
 BRIDGE_REQUEST_THREADS = env_int("BRIDGE_REQUEST_THREADS", 64, minimum=1)
 # How long a push waits on the channel layer before answering 503 (SPEC §6).
 BRIDGE_LAYER_TIMEOUT = env_float("BRIDGE_LAYER_TIMEOUT", 3.0, minimum=0.1)
@@ -232,7 +248,8 @@ REST_FRAMEWORK = {
         "accounts.authentication.ApiKeyAuthentication",
         "accounts.authentication.SessionAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": [],
+    # Deny unless a view says otherwise: each declares its own permission.
+    "DEFAULT_PERMISSION_CLASSES": ["accounts.authentication.DenyAll"],
     "DEFAULT_THROTTLE_CLASSES": [
         "accounts.throttling.ApiKeyRateThrottle",
         "accounts.throttling.AddressRateThrottle",

@@ -1,9 +1,12 @@
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import include, path, re_path
+from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.views import SpectacularAPIView
+from rest_framework.permissions import AllowAny
 
 from bridge_project.health import HealthView, MetricsView
 from messaging.admin_views import live_connections
+from messaging.exceptions import json_not_found
 
 urlpatterns = [
     path("", include("messaging.urls")),
@@ -12,7 +15,9 @@ urlpatterns = [
     path("metrics", MetricsView.as_view(), name="metrics"),
     path(
         "api/schema",
-        SpectacularAPIView.as_view(authentication_classes=[], permission_classes=[]),
+        SpectacularAPIView.as_view(
+            authentication_classes=[], permission_classes=[AllowAny]
+        ),
         name="schema",
     ),
     path(
@@ -21,6 +26,10 @@ urlpatterns = [
         name="live-connections",
     ),
     path("admin/", admin.site.urls),
+    # Last: every other path under /api/ and /sse/ is a JSON 404, also with
+    # DEBUG on, where Django would answer its HTML debug page instead of
+    # handler404. Exempt from CSRF so a POST gets the 404, not an HTML 403.
+    re_path(r"^(?:api|sse)(?:/|$)", csrf_exempt(json_not_found)),
 ]
 
 handler400 = "messaging.exceptions.json_bad_request"

@@ -35,6 +35,8 @@ class InboxEntry(models.Model):
     mentions = models.JSONField(default=list, blank=True)
 
     class Meta:
+        # Django would say "inbox entrys".
+        verbose_name_plural = "inbox entries"
         constraints = [
             # Also the index behind "messages of user X after seq N".
             models.UniqueConstraint(fields=["user_id", "seq"], name="inbox_user_seq"),

@@ -34,10 +34,16 @@ def cluster(
     (`tests.support.ids.fresh_user_id`), so seqs start at 1 for each test.
     """
     workdir = tmp_path_factory.mktemp("cluster")
-    with running_daphnes(redis_server.url, workdir, 2, database=migrated_sqlite) as (
-        a,
-        b,
-    ):
+    with running_daphnes(
+        redis_server.url,
+        workdir,
+        2,
+        database=migrated_sqlite,
+        # test_delivery sends 200 pushes at once, 100 to each process: over the
+        # default cap of 64 in flight, which would answer some of them 503
+        # (the cap itself: tests/test_asgi_handler.py).
+        BRIDGE_MAX_REQUESTS_IN_FLIGHT="128",
+    ) as (a, b):
         yield a, b
 
 

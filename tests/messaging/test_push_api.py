@@ -445,6 +445,21 @@ def test_unknown_url_is_json_404(client, path):
     )
 
 
+API_PATHS = ["/sse/push/", "/sse/pushx", "/sse/no-such-route", "/sse", "/api"]
+API_PATHS += ["/api/no-such-route", "/api/users/alice/nothing"]
+
+
+@pytest.mark.parametrize("path", API_PATHS)
+def test_unknown_api_url_is_json_404_with_debug_on(client, settings, path):
+    # `make run` runs with DEBUG=1, where Django answers an unmatched URL with
+    # its HTML debug page unless a URL pattern catches it.
+    settings.DEBUG = True
+    assert_error(client.get(path), 404, "not_found")
+    assert_error(
+        client.post(path, data="{}", content_type="application/json"), 404, "not_found"
+    )
+
+
 # --- token mode (SPEC §4) -----------------------------------------------------------
 
 
