@@ -91,10 +91,18 @@ def ack_frame(*, ref: str | None, message_id: str, recipients: list[str]) -> dic
     return {"type": "ack", "ref": ref, "id": message_id, "recipients": recipients}
 
 
-def error_frame(code: str, message: str, ref: str | None = None) -> dict[str, Any]:
+def error_frame(
+    code: str,
+    message: str,
+    ref: str | None = None,
+    *,
+    retry_after_ms: int | None = None,
+) -> dict[str, Any]:
     frame: dict[str, Any] = {"type": "error", "code": code, "message": message}
     if ref is not None:
         frame["ref"] = ref
+    if retry_after_ms is not None:
+        frame["retry_after_ms"] = retry_after_ms
     return frame
 
 

@@ -212,6 +212,14 @@ async def register_instance(
     await pipe.execute()
 
 
+async def unregister_instance(name: str) -> None:
+    """Remove the instance record now, rather than when it expires."""
+    pipe = get_redis().pipeline(transaction=False)
+    pipe.zrem(INSTANCES_KEY, name)
+    pipe.delete(instance_key(name))
+    await pipe.execute()
+
+
 async def instances() -> list[dict[str, str]]:
     redis = get_redis()
     now = time.time()
