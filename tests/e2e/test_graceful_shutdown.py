@@ -17,15 +17,19 @@ is in flight (its body half sent) when A gets SIGTERM. Then:
 - neither log has a crash.
 
 And a process whose drain cannot finish (a request body that never completes)
-still exits within the grace, closing what is left.
+still exits within the grace, closing what is left; and `make run`
+(bridge_project/serve.py) passes SIGTERM on so that its daphne drains too.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import random
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -34,9 +38,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from bridge_project.embedded_redis import EmbeddedRedis
+from bridge_project.embedded_redis import EmbeddedRedis, free_port
 from tests.support.cluster import instance_name
-from tests.support.daphne import DaphneProcess, running_daphnes
+from tests.support.daphne import REPO, DaphneProcess, running_daphnes, server_env
 from tests.support.ids import fresh_user_id
 from tests.support.ledger import LedgerClient
 from tests.support.logs import assert_no_crash
@@ -56,6 +60,13 @@ HEARTBEAT = {"BRIDGE_HEARTBEAT_INTERVAL": "3", "BRIDGE_HEARTBEAT_TIMEOUT": "30"}
 CONVERGENCE_SECONDS = 10.0
 # Transport errors that mean "not accepted": nothing was stored.
 REFUSED = (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError)
+
+
+@dataclass
+class MakeRun:
+    process: subprocess.Popen
+    port: int
+    log_path: Path
 
 
 @dataclass
@@ -299,3 +310,44 @@ async def test_a_drain_that_cannot_finish_still_exits_within_the_grace(
     log = server.log()
     assert "still open after the shutdown grace" in log
     assert_no_crash(log)
+
+
+@pytest.fixture
+def make_run(redis_server: EmbeddedRedis, tmp_path: Path) -> Iterator[MakeRun]:
+    """`python -m bridge_project.serve` (what `make run` runs) on a free port."""
+    port = free_port()
+    env = server_env(redis_server.url, f"sqlite:///{tmp_path / 'serve.sqlite3'}")
+    log_path = tmp_path / "serve.log"
+    with open(log_path, "ab") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "bridge_project.serve", "--port", str(port)],
+            cwd=REPO,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its daphne too is killed if the test fails
+        )
+    yield MakeRun(process, port, log_path)
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+async def test_make_run_passes_sigterm_on_and_its_daphne_drains(make_run, http):
+    base = f"127.0.0.1:{make_run.port}"
+
+    async def serving() -> None:
+        try:
+            reply = await http.get(f"http://{base}/health")
+        except httpx.HTTPError as error:
+            raise AssertionError(f"not serving: {error!r}") from error
+        assert reply.status_code == 200
+
+    await eventually(serving, within=60, every=0.2)
+    client, _ = await connect_user(f"ws://{base}", fresh_user_id("run"))
+    make_run.process.send_signal(signal.SIGTERM)
+    going_away = await client.receive_type("error")
+    assert going_away["code"] == "going_away"
+    assert await client.close_code() == 1001
+    assert await asyncio.to_thread(make_run.process.wait, 30) == 0
+    assert_no_crash(make_run.log_path.read_text())
