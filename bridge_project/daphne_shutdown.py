@@ -87,21 +87,26 @@ class GracefulServer(Server):
         told = 0
         while True:
             told += departure.send_away()
-            in_flight = self._retire_http_connections() + self._running()
-            if not in_flight and not departure.connections_left:
+            http_connections = self._retire_http_connections()
+            applications = self._running()
+            if not (http_connections or applications or departure.connections_left):
+                outcome = "drained"
                 break
             if loop.time() >= deadline:
                 logger.warning(
-                    "%d requests or connections still open after the shutdown "
-                    "grace (BRIDGE_SHUTDOWN_GRACE=%s); closing them",
-                    in_flight + departure.connections_left,
+                    "still open after the shutdown grace (BRIDGE_SHUTDOWN_GRACE=%s): "
+                    "%d HTTP connections, %d requests or WebSockets; closing them",
                     grace,
+                    http_connections,
+                    applications,
                 )
+                outcome = "stopped draining"
                 break
             await asyncio.sleep(POLL_SECONDS)
         await departure.forget(timeout=reserve / 2)
         logger.info(
-            "shutting down: drained in %.2f s; %d WebSocket clients sent elsewhere",
+            "shutting down: %s after %.2f s; %d WebSocket clients sent elsewhere",
+            outcome,
             loop.time() - started,
             told,
         )
