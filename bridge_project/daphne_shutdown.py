@@ -131,9 +131,15 @@ class GracefulServer(Server):
         reading, so it is found through daphne's table of requests, and an idle
         one only among the reactor's readers."""
         channels = set(_reading_http_channels())
-        for protocol in list(self.connections):
+        for protocol, details in list(self.connections.items()):
+            # "disconnected": finished, or upgraded to a WebSocket (whose old
+            # channel still lists the request but no longer owns the socket).
             channel = getattr(protocol, "channel", None)
-            if isinstance(protocol, http.Request) and channel is not None:
+            if (
+                isinstance(protocol, http.Request)
+                and channel is not None
+                and "disconnected" not in details
+            ):
                 channels.add(channel)
         for channel in channels:
             if not channel.requests:

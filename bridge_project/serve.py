@@ -86,7 +86,10 @@ def _run_daphne(bind: str, port: int) -> int:
         return daphne.wait()
     except KeyboardInterrupt:
         # daphne drains (bridge_project/daphne_shutdown.py) while Redis is still
-        # up, and exits within the grace; Ctrl-C has sent it SIGINT already.
+        # up, and exits within the grace; Ctrl-C has sent it SIGINT already. A
+        # second signal must not stop the embedded Redis under the drain.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         daphne.send_signal(signal.SIGTERM)
         try:
             return daphne.wait(timeout=settings.BRIDGE_SHUTDOWN_GRACE + 5)
