@@ -11,13 +11,14 @@ is in flight (its body half sent) when A gets SIGTERM. Then:
   got no 202 was refused before it was accepted (connection refused or closed
   unanswered) and reached nobody;
 - the in-flight push is answered 202 with `Connection: close`;
-- A drains completely and exits 0 within BRIDGE_SHUTDOWN_GRACE, and right after, B's presence no
-  longer lists A or A's connections (their entries would otherwise live two
-  heartbeat intervals);
+- A drains completely and exits 0 within BRIDGE_SHUTDOWN_GRACE, and right after,
+  B's presence no longer lists A or A's connections (their entries would
+  otherwise live two heartbeat intervals);
 - neither log has a crash.
 
 And a process whose drain cannot finish (a request body that never completes)
-still exits within the grace, closing what is left; and `make run`
+still exits within the grace, closing what is left; an idle keep-alive
+connection is closed at once; and `make run`
 (bridge_project/serve.py) passes SIGTERM on so that its daphne drains too.
 """
 
@@ -318,6 +319,30 @@ async def test_a_drain_that_cannot_finish_still_exits_within_the_grace(
     log = server.log()
     assert "still open after the shutdown grace" in log
     assert_no_crash(log)
+
+
+async def test_an_idle_keep_alive_connection_is_closed_at_once(daphne_factory):
+    server = daphne_factory()
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    try:
+        writer.write(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        await writer.drain()
+        head = await reader.readuntil(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200"), head
+        length = next(
+            int(line.split(b":")[1])
+            for line in head.split(b"\r\n")
+            if line.lower().startswith(b"content-length:")
+        )
+        await reader.readexactly(length)
+        # Idle now, kept alive for a next request that will not come.
+        server.process.send_signal(signal.SIGTERM)
+        assert await reader.read() == b"", "closed without another byte"
+        assert await asyncio.to_thread(server.process.wait, GRACE_SECONDS) == 0
+    finally:
+        writer.close()
+    # Not held open until the grace ran out.
+    assert "shutting down: drained after" in server.log()
 
 
 @pytest.fixture
