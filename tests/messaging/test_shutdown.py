@@ -19,7 +19,8 @@ from messaging import heartbeat, presence, shutdown
 from messaging.instance import INSTANCE_NAME
 from tests.support.ids import fresh_user_id
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(30)]
+pytestmark = pytest.mark.timeout(30)
+db = pytest.mark.django_db(transaction=True)
 
 TIMEOUT = 5
 
@@ -60,6 +61,7 @@ async def disconnected_by_the_server(communicator: WebsocketCommunicator) -> Non
     await communicator.wait(timeout=TIMEOUT)
 
 
+@db
 async def test_every_connection_is_sent_away_and_leaves_presence(sockets):
     users = [fresh_user_id("leaving") for _ in range(2)]
     communicators = [await connect(sockets, user) for user in users]
@@ -76,6 +78,7 @@ async def test_every_connection_is_sent_away_and_leaves_presence(sockets):
     assert departure.send_away() == 0, "a connection is told once"
 
 
+@db
 async def test_a_handshake_finishing_during_the_drain_is_sent_away_too(sockets):
     departure = shutdown.Departure(grace=2)
     communicator = await connect(sockets, fresh_user_id("late"))
@@ -84,6 +87,7 @@ async def test_a_handshake_finishing_during_the_drain_is_sent_away_too(sockets):
     await disconnected_by_the_server(communicator)
 
 
+@db
 async def test_forget_removes_the_instance_and_connections_still_open(sockets):
     user = fresh_user_id("stuck")
     await connect(sockets, user)  # never told, never closes: stuck
