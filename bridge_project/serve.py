@@ -85,9 +85,14 @@ def _run_daphne(bind: str, port: int) -> int:
     try:
         return daphne.wait()
     except KeyboardInterrupt:
-        daphne.send_signal(signal.SIGINT)
+        # daphne drains (bridge_project/daphne_shutdown.py) while Redis is still
+        # up, and exits within the grace; Ctrl-C has sent it SIGINT already. A
+        # second signal must not stop the embedded Redis under the drain.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        daphne.send_signal(signal.SIGTERM)
         try:
-            return daphne.wait(timeout=10)
+            return daphne.wait(timeout=settings.BRIDGE_SHUTDOWN_GRACE + 5)
         except subprocess.TimeoutExpired:
             daphne.kill()
             return daphne.wait()

@@ -180,6 +180,10 @@ BRIDGE_MAX_CONNECTIONS_PER_USER = env_int(
 )
 BRIDGE_HEARTBEAT_INTERVAL = env_float("BRIDGE_HEARTBEAT_INTERVAL", 30.0, minimum=0.1)
 BRIDGE_HEARTBEAT_TIMEOUT = env_float("BRIDGE_HEARTBEAT_TIMEOUT", 60.0, minimum=0.1)
+# How long a process may take to leave on SIGTERM (SPEC §11): clients sent
+# elsewhere with 1001, in-flight requests answered, presence removed; past it,
+# what is left is closed (bridge_project/daphne_shutdown.py).
+BRIDGE_SHUTDOWN_GRACE = env_float("BRIDGE_SHUTDOWN_GRACE", 10.0, minimum=1.0)
 # Client `message` frames per user per minute, counted cluster-wide in Redis
 # (bridge_project/rate_limits.py), so reconnecting does not reset the count.
 BRIDGE_CLIENT_MESSAGES_PER_MINUTE = env_int(

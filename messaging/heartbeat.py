@@ -35,17 +35,28 @@ class Beating(Protocol):
 
     async def heartbeat_timed_out(self) -> None: ...
     async def heartbeat(self, latest_seq: int) -> None: ...
+    def go_away(self, retry_after_ms: int) -> None: ...
 
 
 class Heartbeat:
     def __init__(self) -> None:
         self.members: set[Beating] = set()
         self._task: asyncio.Task | None = None
+        self.stopped = False
 
     def add(self, member: Beating) -> None:
         self.members.add(member)
+        if self.stopped:
+            return
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._run())
+
+    def stop(self) -> None:
+        """No more beats (the process is leaving, messaging/shutdown.py): a beat
+        would re-register connections and the instance that are being removed."""
+        self.stopped = True
+        if self._task is not None:
+            self._task.cancel()
 
     def discard(self, member: Beating) -> None:
         self.members.discard(member)
@@ -107,7 +118,11 @@ class Heartbeat:
 
 
 async def register_this_instance() -> None:
-    """Publish this process's name, start time, connections and counters."""
+    """Publish this process's name, start time, connections and counters;
+    nothing once the process has begun to leave (its record is being removed)."""
+    beat = _heartbeats.get(asyncio.get_running_loop())
+    if beat is not None and beat.stopped:
+        return
     await presence.register_instance(
         INSTANCE_NAME,
         started_at=STARTED_AT,

@@ -66,6 +66,11 @@ class LedgerClient:
             self.closed is None and self._reader is not None and not self._reader.done()
         )
 
+    async def ended(self) -> None:
+        """Wait until the connection has ended (`closed` says how)."""
+        if self._reader is not None:
+            await asyncio.wait([self._reader])
+
     def markers(self) -> list[Any]:
         return [m.marker for m in self.messages]
 
@@ -90,7 +95,9 @@ class LedgerClient:
         except websockets.ConnectionClosed as closed:
             self.closed = closed.rcvd.code if closed.rcvd is not None else "no close"
         else:
-            self.closed = "ended"
+            # A close with 1000 or 1001 ends the iteration instead of raising.
+            received = self.connection.protocol.close_rcvd
+            self.closed = received.code if received is not None else "ended"
 
     async def close(self) -> None:
         if self._reader is not None and not self._reader.done():
