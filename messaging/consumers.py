@@ -296,6 +296,14 @@ class BridgeConsumer(AsyncWebsocketConsumer):
                 recovered = await self._send_stored(upto_seq=latest_seq)
             metrics.messages_recovered_total.inc(recovered)
 
+    def go_away(self, retry_after_ms: int) -> None:
+        """The process is shutting down (messaging/shutdown.py): close with 1001
+        once whatever this connection is doing now is done, so that a message
+        being stored still gets its ack."""
+        self.channel_layer.inbox(self.channel_name).put_nowait(
+            {"type": "bridge.going_away", "retry_after_ms": retry_after_ms}
+        )
+
     async def heartbeat_timed_out(self) -> None:
         await self._close_with_error(
             4408, "heartbeat_timeout", "no frame received within the heartbeat timeout"
@@ -414,6 +422,15 @@ class BridgeConsumer(AsyncWebsocketConsumer):
         """An operator closed this user's connections (SPEC §6)."""
         await self._close_with_error(
             4000, "disconnected", "disconnected by an operator"
+        )
+
+    async def bridge_going_away(self, event: dict) -> None:
+        """Queued by go_away(); never sent through the layer (SPEC §11)."""
+        await self._close_with_error(
+            1001,
+            "going_away",
+            "the server is shutting down; reconnect with last_seq",
+            retry_after_ms=event["retry_after_ms"],
         )
 
     async def _send_stored(self, *, upto_seq: int, announce_truncation=False) -> int:
