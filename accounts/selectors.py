@@ -44,14 +44,24 @@ def invalidate_cache() -> None:
 def resolve_mentions(candidates: Iterable[str]) -> list[str]:
     """The canonical handles of the active accounts among `candidates`, in order."""
     active = active_handles()
-    resolved: list[str] = []
+    # A dict, not a list: membership stays O(1) however many candidates come.
+    resolved: dict[str, None] = {}
     for candidate in candidates:
         handle = active.get(candidate.lower())
-        if handle is not None and handle not in resolved:
-            resolved.append(handle)
-    return resolved
+        if handle is not None:
+            resolved.setdefault(handle)
+    return list(resolved)
 
 
 def canonical_handle(user_id: str) -> str | None:
-    """The handle when `user_id` names an active public account, else None."""
+    """The handle when `user_id` names an active public account in any case, else
+    None: for addressing one (`to`), which is case-insensitive like a mention."""
     return active_handles().get(user_id.lower())
+
+
+def is_public_account(user_id: str) -> bool:
+    """Whether `user_id` IS an active public account: its handle exactly.
+
+    User ids are case-sensitive, so `System_Bot` is an ordinary user, not
+    `system_bot`, and gets none of a public account's rights."""
+    return canonical_handle(user_id) == user_id
