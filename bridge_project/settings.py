@@ -19,6 +19,7 @@ from bridge_project.env import (
     env_str,
 )
 from bridge_project.layers import pubsub_layer
+from bridge_project.redis_reconnect import retry_once
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -205,7 +206,13 @@ CACHES = {
         "KEY_PREFIX": "bridge",
         # Short: a throttle check must not hold the shared request thread
         # (bridge_project/asgi_handler.py) while Redis is unreachable.
-        "OPTIONS": {"socket_connect_timeout": 0.5, "socket_timeout": 0.5},
+        "OPTIONS": {
+            "socket_connect_timeout": 0.5,
+            "socket_timeout": 0.5,
+            # After a Redis restart, a dead pooled connection is replaced, not
+            # reported (bridge_project/redis_reconnect.py).
+            "retry": retry_once(),
+        },
     }
 }
 
