@@ -35,7 +35,7 @@ from redis.exceptions import RedisError
 # Bridge's own application, imported first: it sets Django up (as `daphne
 # bridge_project.asgi:application` would) before messaging's modules load.
 from bridge_project.asgi import application
-from messaging import frames, heartbeat, presence
+from messaging import frames, heartbeat, instance_registry, presence
 from messaging.heartbeat import Beating
 
 logger = logging.getLogger("messaging.heartbeat")
@@ -117,7 +117,7 @@ class PerSocketHeartbeat:
             await asyncio.sleep(max(0.0, next_beat - loop.time()))
             next_beat = max(next_beat + interval, loop.time())
             try:
-                await heartbeat.register_this_instance()
+                await instance_registry.register_this_instance()
             except (RedisError, OSError) as exc:
                 logger.warning("could not register instance: %s", type(exc).__name__)
             except Exception:

@@ -17,6 +17,7 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.conf import settings  # noqa: E402
 
 from accounts.services import public_accounts_ensure_at_startup  # noqa: E402
+from messaging.instance_registry import RegisteringApplication  # noqa: E402
 from messaging.routing import websocket_urlpatterns  # noqa: E402
 from messaging.session_auth import session_auth_stack  # noqa: E402
 
@@ -30,13 +31,17 @@ if settings.BRIDGE_AUTH_MODE == "open":
         "For local development only."
     )
 
-application = ProtocolTypeRouter(
-    {
-        "http": django_asgi_app,
-        # The session middleware lets a logged-in same-site browser connect as
-        # its user without a token (SPEC §4).
-        "websocket": session_auth_stack(URLRouter(websocket_urlpatterns)),
-    }
+# The first event of any kind (a health check, say) lists this process in
+# /api/stats (messaging/instance_registry.py).
+application = RegisteringApplication(
+    ProtocolTypeRouter(
+        {
+            "http": django_asgi_app,
+            # The session middleware lets a logged-in same-site browser connect
+            # as its user without a token (SPEC §4).
+            "websocket": session_auth_stack(URLRouter(websocket_urlpatterns)),
+        }
+    )
 )
 
 # Last: what is loaded by now lives as long as the process.

@@ -113,8 +113,14 @@ class GroupPubSubChannelLayer(RedisPubSubChannelLayer):
 
 
 # Host settings that blocking_client sets itself: the subscriber's unbounded
-# reads must not apply to publishing.
-_POOL_SETS = ("address", "socket_timeout", "max_connections", "health_check_interval")
+# reads must not apply to publishing, and its retry policy is the asyncio one.
+_POOL_SETS = (
+    "address",
+    "socket_timeout",
+    "max_connections",
+    "health_check_interval",
+    "retry",
+)
 
 
 def _blocking_client_for(host: dict[str, Any], timeout: float) -> redis.Redis:

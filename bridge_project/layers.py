@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from bridge_project.redis_reconnect import async_retry_once
+
 
 def pubsub_layer(
     redis_url: str, *, max_connections: int = 1000, publish_timeout: float = 3.0
@@ -35,6 +37,10 @@ def pubsub_layer(
         "socket_keepalive": True,
         "max_connections": max_connections,
         "health_check_interval": 15,
+        # Publishes and the subscriber reconnect after a Redis restart instead
+        # of failing once per pooled connection (redis_reconnect.py); the
+        # subscriber's reconnect subscribes again to what it listened to.
+        "retry": async_retry_once(),
     }
     return {
         "BACKEND": "bridge_project.channel_layer.GroupPubSubChannelLayer",

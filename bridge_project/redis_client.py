@@ -15,10 +15,9 @@ import weakref
 import redis
 from django.conf import settings
 from redis import asyncio as aioredis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
 from bridge_project.redis_batching import CoalescingPipeline, Command, run_pipeline
+from bridge_project.redis_reconnect import async_retry_once, retry_once
 
 _clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, aioredis.Redis] = (
     weakref.WeakKeyDictionary()
@@ -38,6 +37,9 @@ def get_redis() -> aioredis.Redis:
             socket_connect_timeout=2,
             socket_timeout=settings.BRIDGE_LAYER_TIMEOUT,
             health_check_interval=15,
+            # A connection left dead by a Redis restart is replaced, not
+            # reported (bridge_project/redis_reconnect.py).
+            retry=async_retry_once(),
         )
         client = aioredis.Redis(connection_pool=pool)
         _clients[loop] = client
@@ -95,11 +97,9 @@ def blocking_client(
 
     A command that finds its pooled connection dead (Redis restarted since) is
     sent once more on a new one; a timeout is not retried, so a frozen Redis
-    costs a caller one `timeout`, not several."""
+    costs a caller one `timeout`, not several (bridge_project/redis_reconnect.py)."""
     options.setdefault("socket_connect_timeout", min(2.0, timeout))
-    options.setdefault(
-        "retry", Retry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,))
-    )
+    options.setdefault("retry", retry_once())
     pool = redis.BlockingConnectionPool.from_url(
         url,
         max_connections=max_connections,

@@ -19,6 +19,7 @@ from bridge_project.env import (
     env_str,
 )
 from bridge_project.layers import pubsub_layer
+from bridge_project.redis_reconnect import retry_once
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -209,6 +210,9 @@ BRIDGE_MAX_FRAME_BYTES = env_int("BRIDGE_MAX_FRAME_BYTES", 65536, minimum=1024)
 BRIDGE_MAX_MESSAGE_BYTES = env_int("BRIDGE_MAX_MESSAGE_BYTES", 65536, minimum=64)
 BRIDGE_MAX_BODY_BYTES = env_int("BRIDGE_MAX_BODY_BYTES", 1024 * 1024, minimum=1024)
 BRIDGE_MAX_BATCH = env_int("BRIDGE_MAX_BATCH", 1000, minimum=1)
+# Public accounts one message may reach by mention; later mentions are plain
+# text (docs/security.md, "Mentions"). 0 turns mention routing off.
+BRIDGE_MAX_MENTIONS = env_int("BRIDGE_MAX_MENTIONS", 50, minimum=0)
 BRIDGE_HISTORY_TTL = env_int("BRIDGE_HISTORY_TTL", 7 * 24 * 3600, minimum=60)
 BRIDGE_HISTORY_MAX_PER_USER = env_int("BRIDGE_HISTORY_MAX_PER_USER", 1000, minimum=1)
 BRIDGE_METRICS_ALLOWED_IPS = env_list(
@@ -240,7 +244,13 @@ CACHES = {
         "KEY_PREFIX": "bridge",
         # Bridge's own code uses no cache (throttles count in
         # bridge_project/rate_limits.py); short timeouts for anything that does.
-        "OPTIONS": {"socket_connect_timeout": 0.5, "socket_timeout": 0.5},
+        "OPTIONS": {
+            "socket_connect_timeout": 0.5,
+            "socket_timeout": 0.5,
+            # After a Redis restart, a dead pooled connection is replaced, not
+            # reported (bridge_project/redis_reconnect.py).
+            "retry": retry_once(),
+        },
     }
 }
 

@@ -3,7 +3,10 @@
 Python's json accepts NaN, Infinity and 1e400 (which becomes inf), none of which
 other JSON parsers or the database accept; parses nesting deep enough that
 re-encoding it later raises RecursionError; and returns strings holding lone
-surrogates ("\\ud800"), which cannot be encoded as UTF-8. Each is a ValueError
+surrogates ("\\ud800"), which cannot be encoded as UTF-8; and returns strings
+holding NUL ("\\u0000"), which PostgreSQL's text and jsonb cannot store (the
+insert fails, so the push would answer 503 "retry later" for ever, after
+making the group commit redo the transaction it shares). Each is a ValueError
 here, so callers answer 400 / invalid_json instead of failing later.
 """
 
@@ -36,11 +39,14 @@ def loads(text: str) -> Any:
     except RecursionError:
         raise ValueError("nested too deeply") from None
     # Both walks are skipped for almost every body: deep nesting needs at least
-    # MAX_DEPTH brackets, and a lone surrogate needs a \u escape.
+    # MAX_DEPTH brackets, and a lone surrogate or a NUL needs a \u escape (json
+    # refuses a raw NUL in a string).
     if text.count("[") + text.count("{") > MAX_DEPTH:
         _check_depth(value)
-    if "\\ud" in text or "\\uD" in text:
-        _reject_surrogates(value)
+    surrogates = "\\ud" in text or "\\uD" in text
+    nul = "\\u0000" in text
+    if surrogates or nul:
+        _check_strings(value, surrogates=surrogates, nul=nul)
     return value
 
 
@@ -55,7 +61,8 @@ def _check_depth(value: Any) -> None:
             pending.extend((child, depth + 1) for child in children)
 
 
-def _reject_surrogates(value: Any) -> None:
+def _check_strings(value: Any, *, surrogates: bool, nul: bool) -> None:
+    """Every string and object key: no lone surrogate, no NUL."""
     pending = [value]
     while pending:
         item = pending.pop()
@@ -65,7 +72,10 @@ def _reject_surrogates(value: Any) -> None:
         elif isinstance(item, list):
             pending.extend(item)
         elif isinstance(item, str):
-            try:
-                item.encode("utf-8")
-            except UnicodeEncodeError:
-                raise ValueError("lone surrogate in a string") from None
+            if nul and "\x00" in item:
+                raise ValueError("NUL (\\u0000) in a string")
+            if surrogates:
+                try:
+                    item.encode("utf-8")
+                except UnicodeEncodeError:
+                    raise ValueError("lone surrogate in a string") from None

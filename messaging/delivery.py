@@ -205,7 +205,7 @@ async def send_client_message(message: ClientMessage) -> PushReceipt:
 def _plan_and_store_client_message(message: ClientMessage):
     recipients = client_message_recipients(
         sender=message.sender,
-        sender_is_public=selectors.canonical_handle(message.sender) is not None,
+        sender_is_public=selectors.is_public_account(message.sender),
         to=message.to,
         to_public_handle=(
             selectors.canonical_handle(message.to) if message.to is not None else None

@@ -5,7 +5,9 @@ Each beat: close connections silent for longer than BRIDGE_HEARTBEAT_TIMEOUT
 Redis round trip, re-join every connection's groups and let each connection
 catch up from the store. The rewrite and re-join are what make a Redis that
 restarted empty, or a pub/sub subscription lost in a reconnect, heal within one
-interval without clients reconnecting.
+interval without clients reconnecting. The instance's own entry (for
+/api/stats) is messaging.instance_registry's, written with or without
+connections.
 
 One task per loop instead of one per socket: at 5,000 idle connections it is
 one wake-up and one pipeline per interval rather than 5,000 of each.
@@ -22,8 +24,7 @@ from django.conf import settings
 from django.db import DatabaseError
 from redis.exceptions import RedisError
 
-from messaging import frames, history, metrics, presence
-from messaging.instance import INSTANCE_NAME, STARTED_AT
+from messaging import frames, history, presence
 from messaging.ws_database import run_db
 
 logger = logging.getLogger(__name__)
@@ -92,7 +93,6 @@ class Heartbeat:
             for member in alive:
                 member.connection.last_seen = seen
             await presence.refresh([member.connection for member in alive])
-            await register_this_instance()
         except (RedisError, OSError) as exc:
             logger.warning("could not refresh presence: %s", type(exc).__name__)
         latest = await _latest_seqs({m.connection.user_id for m in alive})
@@ -115,20 +115,6 @@ class Heartbeat:
         for outcome in outcomes:
             if isinstance(outcome, Exception):
                 logger.warning("heartbeat of one connection failed: %r", outcome)
-
-
-async def register_this_instance() -> None:
-    """Publish this process's name, start time, connections and counters;
-    nothing once the process has begun to leave (its record is being removed)."""
-    beat = _heartbeats.get(asyncio.get_running_loop())
-    if beat is not None and beat.stopped:
-        return
-    await presence.register_instance(
-        INSTANCE_NAME,
-        started_at=STARTED_AT,
-        connections=local_connection_count(),
-        **metrics.local_totals(),
-    )
 
 
 async def _latest_seqs(user_ids: set[str]) -> dict[str, int]:

@@ -9,7 +9,7 @@ from typing import Any
 from django.conf import settings
 from redis.exceptions import RedisError
 
-from messaging import delivery, heartbeat, presence
+from messaging import delivery, instance_registry, presence
 
 
 async def with_deadline(function: Callable[..., Awaitable[Any]], *args, **kwargs):
@@ -22,7 +22,7 @@ async def with_deadline(function: Callable[..., Awaitable[Any]], *args, **kwargs
 
 
 async def cluster_stats() -> dict[str, Any]:
-    await heartbeat.register_this_instance()
+    await instance_registry.register_this_instance()
     instances = await presence.instances()
     totals = {"messages_pushed": 0, "messages_delivered": 0, "errors": 0}
     for instance in instances:

@@ -23,7 +23,7 @@ import random
 
 from redis.exceptions import RedisError
 
-from messaging import presence
+from messaging import instance_registry, presence
 from messaging.heartbeat import Beating, heartbeat_for_loop
 from messaging.instance import INSTANCE_NAME
 
@@ -49,6 +49,7 @@ class Departure:
         self._heartbeat = heartbeat_for_loop()
         # A beat now would re-register what is being removed.
         self._heartbeat.stop()
+        self._registration = instance_registry.stop_registering()
         self._told: set[Beating] = set()
 
     def send_away(self) -> int:
@@ -71,6 +72,9 @@ class Departure:
         left = [member.connection for member in self._heartbeat.members]
         try:
             async with asyncio.timeout(timeout):
+                if self._registration is not None:
+                    # A write in flight must land before the removal, not after.
+                    await asyncio.wait([self._registration])
                 await asyncio.gather(*(presence.unregister(info) for info in left))
                 await presence.unregister_instance(INSTANCE_NAME)
         except (RedisError, OSError, TimeoutError) as exc:

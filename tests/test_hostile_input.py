@@ -84,6 +84,43 @@ def test_malformed_body_is_400(client, path, raw):
     assert not Message.objects.exists()
 
 
+# NUL: PostgreSQL's text and jsonb cannot hold it, so a NUL that got past the
+# parser failed the insert and answered 503 "retry later", for ever.
+NUL_BODIES = {
+    "data-string": (PUSH, '{"user_id": "alice", "data": {"t": "\\u0000"}}'),
+    "data-key": (PUSH, '{"user_id": "alice", "data": {"k\\u0000": 1}}'),
+    "deep-in-data": (PUSH, '{"user_id": "alice", "data": [[{"a": ["x\\u0000y"]}]]}'),
+    "message": (PUSH, '{"user_id": "alice", "message": "hi \\u0000 there"}'),
+    "idempotency-key": (
+        PUSH,
+        '{"user_id": "alice", "message": "hi", "idempotency_key": "k\\u0000"}',
+    ),
+    "batch-item": (
+        BATCH,
+        '{"messages": [{"user_id": "alice", "message": "ok"},'
+        ' {"user_id": "bob", "data": {"t": "\\u0000"}}]}',
+    ),
+    "token-user-id": (TOKENS, '{"user_id": "alice\\u0000"}'),
+}
+
+
+@pytest.mark.parametrize(("path", "raw"), NUL_BODIES.values(), ids=NUL_BODIES.keys())
+def test_nul_in_any_string_or_key_is_400_and_nothing_is_stored(client, path, raw):
+    body = assert_error(post_raw(client, path, raw, "application/json"), 400, "invalid")
+    (problem,) = body["detail"]["body"]
+    assert problem["code"] == "parse_error", body
+    assert "NUL" in problem["message"], body
+    assert not Message.objects.exists()
+
+
+def test_escaped_backslash_before_u0000_is_not_a_nul(client):
+    # "\\u0000" in JSON is a backslash followed by "u0000": ordinary text.
+    raw = '{"user_id": "alice", "data": {"t": "\\\\u0000"}}'
+    response = post_raw(client, PUSH, raw, "application/json")
+    assert response.status_code == 202, response.content
+    assert Message.objects.get().data == {"t": "\\u0000"}
+
+
 @pytest.mark.parametrize(
     "content_type",
     ["text/plain", "application/x-www-form-urlencoded", "application/jsonx"],
@@ -310,6 +347,26 @@ async def test_message_data_nested_just_under_the_parsers_limit_never_kills_the_
         assert reply["code"] == "invalid_json", (depth, reply)
         refused_here += 1
     await assert_still_open(communicator)
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        '{"type": "message", "text": "@ci_bot \\u0000"}',
+        '{"type": "message", "text": "@ci_bot hi", "data": {"\\u0000": 1}}',
+        '{"type": "message", "text": "@ci_bot hi", "data": {"a": ["\\u0000"]}}',
+        '{"type": "ping", "\\u0000": 1}',
+    ],
+    ids=["text", "data-key", "deep-in-data", "unknown-key"],
+)
+async def test_nul_in_a_frame_is_invalid_json_and_nothing_is_stored(open_ws, frame):
+    await PublicAccount.objects.aget_or_create(handle="ci_bot")
+    communicator = await connected(open_ws)
+    await communicator.send_to(text_data=frame)
+    error = await receive(communicator)
+    assert (error["type"], error["code"]) == ("error", "invalid_json"), error
+    await assert_still_open(communicator)
+    assert not await Message.objects.aexists()
 
 
 @pytest.mark.parametrize("number", ["1e400", "-1e400"])

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 
 import pytest
+from django.test import override_settings
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
@@ -131,3 +132,83 @@ def test_a_well_formed_mention_is_always_found(
     prefix: str, handle: str, suffix: str
 ) -> None:
     assert mention_candidates(f"{prefix}@{handle}{suffix}") == [handle]
+
+
+# --- cost and cap (issue 12: a 64 KB text of distinct @handles) -------------------
+
+
+class _CountedHandle(str):
+    """A handle that counts how often it is compared for equality."""
+
+    comparisons = 0
+
+    def __eq__(self, other: object) -> bool:
+        _CountedHandle.comparisons += 1
+        return str.__eq__(self, other)
+
+    __hash__ = str.__hash__
+
+    def rstrip(self, chars: str | None = None) -> _CountedHandle:
+        return _CountedHandle(str.rstrip(self, chars))
+
+
+class _CountingPattern:
+    """The mention pattern, handing out _CountedHandle runs."""
+
+    def __init__(self, pattern: re.Pattern[str]) -> None:
+        self.pattern = pattern
+
+    def findall(self, text: str) -> list[_CountedHandle]:
+        return [_CountedHandle(run) for run in self.pattern.findall(text)]
+
+    def finditer(self, text: str):
+        for match in self.pattern.finditer(text):
+            yield _CountedMatch(match)
+
+
+class _CountedMatch:
+    def __init__(self, match: re.Match[str]) -> None:
+        self.match = match
+
+    def group(self, index: int) -> _CountedHandle:
+        return _CountedHandle(self.match.group(index))
+
+
+def test_dropping_repeated_candidates_costs_one_comparison_per_repeat(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Counting comparisons instead of timing: checking each new handle against a
+    # list of those seen compares it with every one of them, n²/2 in all.
+    from accounts import mentions
+
+    monkeypatch.setattr(mentions, "_MENTION_RE", _CountingPattern(mentions._MENTION_RE))
+    n = 2000
+    text = (
+        " ".join(f"@h{i}" for i in range(n))
+        + " "
+        + " ".join(f"@h{i}" for i in range(n))
+    )
+    _CountedHandle.comparisons = 0
+
+    found = mention_candidates(text)
+
+    assert found == [f"h{i}" for i in range(n)]
+    # One comparison per repeat (its hash matched), none per distinct handle.
+    assert _CountedHandle.comparisons <= 2 * n
+
+
+@pytest.mark.django_db
+@override_settings(BRIDGE_MAX_MENTIONS=2)
+def test_a_message_mentions_at_most_max_mentions_accounts_in_text_order() -> None:
+    for handle in ("a_bot", "b_bot", "c_bot"):
+        PublicAccount.objects.create(handle=handle)
+
+    # Words that name no account do not use up the cap.
+    text = "@nobody @x @y @c_bot @nobody2 @a_bot @b_bot"
+    assert mentioned(text) == ["c_bot", "a_bot"]
+
+
+@pytest.mark.django_db
+@override_settings(BRIDGE_MAX_MENTIONS=0)
+def test_max_mentions_zero_turns_mention_routing_off() -> None:
+    assert mentioned("@ci_bot") == []

@@ -35,6 +35,8 @@ from tests.support.daphne import DaphneProcess
 from tests.support.ids import fresh_user_id
 from tests.support.ledger import LedgerClient
 from tests.support.logs import assert_no_crash
+from tests.support.polling import eventually
+from tests.support.ws import connect_user
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(150)]
 
@@ -398,3 +400,105 @@ async def test_redis_frozen_then_thawed_under_load_loses_and_repeats_nothing(
     # may be no time left for a 503. Either answer must come within 5 s.
     fault = Freeze(thawed_redis)
     _check(await _run(daphne_factory, fault), fault.name, refusals_expected=False)
+
+
+# --- the first requests after a restart --------------------------------------------
+
+# How many of each request go out at once: enough that every Redis pool of the
+# process holds several connections before the restart, each then dead.
+AT_ONCE = 6
+
+
+async def _every_kind_of_request(
+    http: httpx.AsyncClient, server: DaphneProcess, user: str, bystander: str
+) -> dict[str, int | str]:
+    """One of each Redis-backed request, AT_ONCE times concurrently: the
+    operations reads and the disconnect, pushes (single, batch), handshakes and
+    a client message. Returns {request: status} for every one that failed."""
+    base = server.http
+    requests = {
+        "online": lambda: http.get(f"{base}/api/users/online"),
+        "stats": lambda: http.get(f"{base}/api/stats"),
+        "connections": lambda: http.get(f"{base}/api/users/{user}/connections"),
+        "messages": lambda: http.get(f"{base}/api/users/{user}/messages"),
+        "disconnect": lambda: http.post(f"{base}/api/users/{bystander}/disconnect"),
+        "push": lambda: http.post(
+            f"{base}/sse/push", json={"user_id": user, "message": "hi"}
+        ),
+        "batch": lambda: http.post(
+            f"{base}/sse/push/batch",
+            json={"messages": [{"user_id": user, "message": "hi"}]},
+        ),
+        "live-push": lambda: http.post(
+            f"{base}/sse/push",
+            json={"user_id": user, "message": "hi", "persist": False},
+        ),
+    }
+    expected = {"disconnect": 200, "push": 202, "batch": 202, "live-push": 202}
+    names = [name for name in requests for _ in range(AT_ONCE)]
+    replies = await asyncio.gather(
+        *(requests[name]() for name in names), return_exceptions=True
+    )
+    failed: dict[str, int | str] = {}
+    for name, reply in zip(names, replies, strict=True):
+        if isinstance(reply, BaseException):
+            failed[name] = repr(reply)
+        elif reply.status_code != expected.get(name, 200):
+            failed[name] = f"{reply.status_code} {reply.text[:200]}"
+    for n, outcome in enumerate(
+        await asyncio.gather(
+            *(_handshake(server, f"{user}-{k}") for k in range(AT_ONCE)),
+            _client_message(server, f"{user}-writer"),
+            return_exceptions=True,
+        )
+    ):
+        if outcome is not True:
+            failed[f"websocket {n}"] = repr(outcome)
+    return failed
+
+
+async def _handshake(server: DaphneProcess, user: str) -> bool:
+    client, _ = await connect_user(server.ws, user)
+    await client.close()
+    return True
+
+
+async def _client_message(server: DaphneProcess, user: str) -> bool | dict:
+    client, _ = await connect_user(server.ws, user)
+    try:
+        await client.send({"type": "message", "text": "@ci_bot status?", "ref": "r"})
+        reply = await client.receive_type("ack")
+    except AssertionError as refused:  # an `error` frame instead of the ack
+        return {"refused": str(refused)}
+    finally:
+        await client.close()
+    return reply["ref"] == "r"
+
+
+async def test_first_requests_after_redis_restarted_empty_all_succeed(
+    daphne_factory, redis_restartable
+):
+    """Once /health says 200 after a restart, no request of any kind fails: every
+    Redis client of the process reconnects by itself (docs/operations.md)."""
+    server = daphne_factory()
+    user, bystander = fresh_user_id("first"), fresh_user_id("bystander")
+    listener, _ = await connect_user(server.ws, user)
+    marks = server.log_size()
+    try:
+        async with httpx.AsyncClient(timeout=REPLY_DEADLINE) as http:
+            assert await _every_kind_of_request(http, server, user, bystander) == {}
+
+            KillAndRestartEmpty(redis_restartable).begin()
+            KillAndRestartEmpty(redis_restartable).end()
+
+            async def healthy() -> None:
+                reply = await http.get(f"{server.http}/health")
+                assert reply.status_code == 200, reply.text
+
+            await eventually(healthy, within=10)
+            assert await _every_kind_of_request(http, server, user, bystander) == {}
+    finally:
+        await listener.close()
+    log = server.log(since=marks)
+    assert '" 500 ' not in log
+    assert_no_crash(log, allowed_loggers=LAYER_LOGGERS)

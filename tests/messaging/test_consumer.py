@@ -434,6 +434,32 @@ async def test_push_api_reports_the_recipients_open_connections(open_ws):
     assert recipients["presence_b"]["connections"] == 0
 
 
+async def test_public_account_may_address_an_ordinary_user_with_to(open_ws, ci_bot):
+    bot, _ = await connect(open_ws, "user_id=ci_bot")
+    alice, _ = await connect(open_ws)
+    await send(bot, {"type": "message", "text": "done", "to": "alice", "ref": "b1"})
+    ack = await receive(bot)
+    assert (ack["type"], ack["recipients"]) == ("ack", ["alice"]), ack
+    assert (await receive(alice))["from"] == "ci_bot"
+
+
+@pytest.mark.parametrize("impostor", ["CI_BOT", "Ci_Bot", "ci_boT"])
+async def test_case_variant_of_a_bot_handle_is_an_ordinary_user(
+    open_ws, ci_bot, impostor
+):
+    # User ids are case-sensitive: `CI_BOT` is someone else, with none of
+    # ci_bot's right to address anyone.
+    impostor_ws, _ = await connect(open_ws, f"user_id={impostor}")
+    alice, _ = await connect(open_ws)
+    await send(
+        impostor_ws, {"type": "message", "text": "hi", "to": "alice", "ref": "i1"}
+    )
+    error = await receive(impostor_ws)
+    assert (error["type"], error["code"], error["ref"]) == ("error", "forbidden", "i1")
+    assert await alice.receive_nothing(timeout=0.3)
+    await assert_still_open(impostor_ws)
+
+
 async def test_client_message_mentioning_a_bot_is_acked_and_delivered(open_ws, ci_bot):
     bot, _ = await connect(open_ws, "user_id=ci_bot")
     alice, _ = await connect(open_ws)

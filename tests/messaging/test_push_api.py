@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from django.test import Client
 
+from accounts.models import PublicAccount
 from messaging.models import InboxEntry, Message
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -473,3 +474,18 @@ def test_push_without_a_valid_key_in_token_mode_is_401(client, settings, headers
     response = post(client, {"user_id": "alice", "message": "x"}, **headers)
     assert_error(response, 401, "not_authenticated")
     assert Message.objects.count() == 0
+
+
+def test_mentions_past_max_mentions_are_plain_text_not_refused(client, settings):
+    settings.BRIDGE_MAX_MENTIONS = 2
+    for handle in ("m1_bot", "m2_bot", "m3_bot"):
+        PublicAccount.objects.create(handle=handle)
+    text = "@m3_bot @m1_bot @m2_bot " + " ".join(f"@u{i}" for i in range(5000))
+
+    reply = accepted(post(client, {"user_id": "alice", "message": text}))
+
+    assert [(r["user_id"], r.get("via")) for r in reply["recipients"]] == [
+        ("alice", None),
+        ("m3_bot", "mention"),
+        ("m1_bot", "mention"),
+    ]

@@ -15,7 +15,7 @@ import pytest
 from channels.testing import WebsocketCommunicator
 
 from bridge_project.asgi import application
-from messaging import heartbeat, presence, shutdown
+from messaging import instance_registry, presence, shutdown
 from messaging.instance import INSTANCE_NAME
 from tests.support.ids import fresh_user_id
 
@@ -91,7 +91,7 @@ async def test_a_handshake_finishing_during_the_drain_is_sent_away_too(sockets):
 async def test_forget_removes_the_instance_and_connections_still_open(sockets):
     user = fresh_user_id("stuck")
     await connect(sockets, user)  # never told, never closes: stuck
-    await heartbeat.register_this_instance()
+    await instance_registry.register_this_instance()
     assert INSTANCE_NAME in {i["instance"] for i in await presence.instances()}
 
     departure = shutdown.Departure(grace=10)
@@ -99,8 +99,9 @@ async def test_forget_removes_the_instance_and_connections_still_open(sockets):
 
     assert INSTANCE_NAME not in {i["instance"] for i in await presence.instances()}
     assert (await presence.connection_counts([user]))[user] == 0
-    # The heartbeat is stopped: nothing re-registers the instance afterwards.
-    await heartbeat.register_this_instance()
+    # Registration is stopped: nothing re-registers the instance afterwards.
+    instance_registry.ensure_registered()
+    await instance_registry.register_this_instance()
     assert INSTANCE_NAME not in {i["instance"] for i in await presence.instances()}
 
 
