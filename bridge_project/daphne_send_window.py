@@ -153,6 +153,7 @@ def install() -> None:
             window.wrote(size + FRAME_HEADER_BYTES)
         return None
 
+    handle_reply_counting_unsent.upstream = handle_reply
     Server.create_application = create_application_with_window
     WebSocketProtocol.handle_reply = handle_reply_counting_unsent
     Server._bridge_send_window = True
