@@ -54,6 +54,9 @@ def server(
         1,
         database=migrated_sqlite,
         BRIDGE_DRAIN_TIMEOUT=str(DRAIN_TIMEOUT),
+        # Let the ping flood reach the send budget before the per-connection
+        # ping limit (where there is one) refuses it.
+        BRIDGE_CLIENT_CONTROL_FRAMES_PER_MINUTE="100000000",
     ) as (process,):
         yield process
 
