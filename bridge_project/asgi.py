@@ -3,10 +3,16 @@
 import logging
 import os
 
-from bridge_project import daphne_body_limit, daphne_compat, process_tuning
+from bridge_project import (
+    daphne_body_limit,
+    daphne_compat,
+    daphne_send_window,
+    process_tuning,
+)
 from bridge_project.asgi_handler import get_asgi_application
 
 daphne_compat.install()
+daphne_send_window.install()
 process_tuning.cache_twisted_content_type()
 process_tuning.skip_twisted_access_log()
 process_tuning.cache_redis_library_version()

@@ -209,6 +209,12 @@ BRIDGE_WS_DB_THREADS = env_int("BRIDGE_WS_DB_THREADS", 4, minimum=1)
 BRIDGE_MAX_FRAME_BYTES = env_int("BRIDGE_MAX_FRAME_BYTES", 65536, minimum=1024)
 BRIDGE_MAX_MESSAGE_BYTES = env_int("BRIDGE_MAX_MESSAGE_BYTES", 65536, minimum=64)
 BRIDGE_MAX_BODY_BYTES = env_int("BRIDGE_MAX_BODY_BYTES", 1024 * 1024, minimum=1024)
+# Unsent bytes a WebSocket may have before it is closed with 4008 (SPEC §11),
+# and how long a replay waits for a full transport to drain before that.
+BRIDGE_MAX_PENDING_BYTES = env_int(
+    "BRIDGE_MAX_PENDING_BYTES", 1024 * 1024, minimum=64 * 1024
+)
+BRIDGE_DRAIN_TIMEOUT = env_float("BRIDGE_DRAIN_TIMEOUT", 10.0, minimum=0.1)
 BRIDGE_MAX_BATCH = env_int("BRIDGE_MAX_BATCH", 1000, minimum=1)
 # Public accounts one message may reach by mention; later mentions are plain
 # text (docs/security.md, "Mentions"). 0 turns mention routing off.

@@ -20,6 +20,12 @@ from redis.exceptions import RedisError
 from accounts.identifiers import is_user_id
 from bridge_project import redis_health
 from bridge_project.channel_layer import ChannelInbox, GroupPubSubChannelLayer
+from bridge_project.daphne_send_window import (
+    FRAME_HEADER_BYTES,
+    SCOPE_EXTENSION,
+    SendWindow,
+    payload_bytes,
+)
 from bridge_project.rate_limits import ConnectionWindow
 from messaging import (
     delivery,
@@ -51,11 +57,16 @@ def _unavailable() -> HandshakeRefused:
 
 
 class BridgeConsumer(AsyncWebsocketConsumer):
+    connection_id = ""
     user_id: str | None = None
     close_code: int | None = None
     registered = False
     joined = False
     leaving = False
+    left = False
+    counted = False  # in the connections_open gauge
+    # What the server has not yet written to this socket (daphne only).
+    send_window: SendWindow | None = None
     # Made on first use: an empty deque is 760 B, and most connections never
     # send a frame. `message` frames count per user in Redis (ws_limits).
     refusals: deque[float] | None = None
@@ -77,6 +88,7 @@ class BridgeConsumer(AsyncWebsocketConsumer):
         self.scope = scope
         self.base_send = _dropping_sends_after_the_client_left(send)
         self.channel_layer = layer
+        self.send_window = scope.get("extensions", {}).get(SCOPE_EXTENSION)
         self.channel_name = await layer.new_channel()
         inbox = layer.inbox(self.channel_name)
         forwarding = asyncio.ensure_future(_forward_client_events(receive, inbox))
@@ -87,13 +99,19 @@ class BridgeConsumer(AsyncWebsocketConsumer):
                     raise entry
                 if isinstance(entry, bytes):  # from the layer, still serialized
                     entry = layer.deserialize(entry)
-                await self.dispatch(entry)
+                try:
+                    await self.dispatch(entry)
+                except DatabaseError as error:
+                    await self._close_for_database_error(error)
         except StopConsumer:
             pass
         finally:
             forwarding.cancel()
             # asyncio.wait, unlike awaiting the task, raises only if we are cancelled.
             await asyncio.wait([forwarding])
+            # Whatever ended the loop (the client leaving, an error, a cancel),
+            # the registry entry, groups and gauge must not outlive the socket.
+            await self._leave(self.close_code or 1011)
             layer.close_channel(self.channel_name)
 
     async def dispatch(self, message):
@@ -150,6 +168,7 @@ class BridgeConsumer(AsyncWebsocketConsumer):
         async with self.stream_lock:
             await self.accept(subprotocol=self.subprotocol)
             heartbeat_for_loop().add(self)
+            self.counted = True
             log_event(
                 "connect",
                 user_id=user_id,
@@ -171,10 +190,17 @@ class BridgeConsumer(AsyncWebsocketConsumer):
                 await self._send_stored(upto_seq=newest, announce_truncation=True)
 
     async def disconnect(self, code: int) -> None:
-        # Runs for refused handshakes too: undo exactly what connect() did.
-        self.leaving = True
+        await self._leave(code)
+
+    async def _leave(self, code: int) -> None:
+        """Undo exactly what connect() did, once: on the client's disconnect, or
+        from __call__'s finally when something else ended the consumer. Runs for
+        refused handshakes too."""
+        if self.left:
+            return
+        self.left = self.leaving = True
         heartbeat_for_loop().discard(self)
-        if self.user_id is not None:
+        if self.counted:
             close_code = self.close_code or code
             metrics.connections_open.dec()
             metrics.disconnects_total.labels(code=str(close_code)).inc()
@@ -274,18 +300,37 @@ class BridgeConsumer(AsyncWebsocketConsumer):
         *,
         retry_after_ms: int | None = None,
     ) -> None:
+        if self.close_code is not None:
+            return  # already closing: the first reason stands
+        self.close_code = close_code
         await self._send_frame(
             frames.error_frame(error_code, message, retry_after_ms=retry_after_ms)
         )
-        self.close_code = close_code
         await self.close(code=close_code)
+
+    async def _close_for_database_error(self, error: DatabaseError) -> None:
+        """The store failed under a handler: 1013 during the handshake, else 1011."""
+        logger.warning(
+            "database error on connection %s (%s): closing",
+            self.connection_id,
+            type(error).__name__,
+        )
+        if self.user_id is None:
+            await self._refuse_handshake(_unavailable())
+        else:
+            await self._close_with_error(1011, "unavailable", "try again later")
+
+    async def _close_slow(self) -> None:
+        await self._close_with_error(
+            4008, "slow_client", "too much unsent data; resume with last_seq"
+        )
 
     # --- heartbeat (called by messaging.heartbeat) -------------------------------
 
     async def heartbeat(self, latest_seq: int) -> None:
         """Ping, re-join groups, and catch up on anything the live path missed."""
-        if self.leaving:
-            return  # disconnect() has begun: re-joining would fail or leak
+        if self.leaving or self.close_code is not None:
+            return  # closing, or disconnect() has begun: re-joining would leak
         # With the pub/sub layer this is local bookkeeping once the group is
         # subscribed, so no per-connection timer; it re-subscribes if needed.
         with contextlib.suppress(*LAYER_ERRORS):
@@ -316,8 +361,9 @@ class BridgeConsumer(AsyncWebsocketConsumer):
             return
         self.last_frame_at = time.monotonic()
         if _too_large(text_data, bytes_data):
-            self.close_code = 1009
-            await self.close(code=1009)
+            if self.close_code is None:
+                self.close_code = 1009
+                await self.close(code=1009)
             return
         try:
             frame = frames.parse_client_frame(text_data)
@@ -339,8 +385,9 @@ class BridgeConsumer(AsyncWebsocketConsumer):
         self.connection.acked_seq = frame.seq
 
     async def on_disconnect(self, frame: ClientFrame) -> None:
-        self.close_code = 1000
-        await self.close(code=1000)
+        if self.close_code is None:
+            self.close_code = 1000
+            await self.close(code=1000)
 
     async def on_message(self, frame: ClientFrame) -> None:
         await ws_limits.count_client_message(self.user_id, frame.ref)
@@ -402,9 +449,11 @@ class BridgeConsumer(AsyncWebsocketConsumer):
 
     async def bridge_deliver(self, event: dict) -> None:
         """A message for this connection's user (or everyone); sent in seq order."""
+        if self.user_id is None or self.close_code is not None:
+            return  # a refused handshake's groups, or closing: resume has it
         seq = event["seq"]
         if seq is None:
-            await self.send(text_data=event["frame"])
+            await self._send_text(event["frame"])
             metrics.messages_delivered_total.inc()
             return
         async with self.stream_lock:
@@ -414,12 +463,16 @@ class BridgeConsumer(AsyncWebsocketConsumer):
                 # An earlier message's event is late or lost: the store has it.
                 recovered = await self._send_stored(upto_seq=seq - 1)
                 metrics.messages_recovered_total.inc(recovered)
-            await self.send(text_data=event["frame"])
+                if self.close_code is not None:
+                    return
+            await self._send_text(event["frame"])
             metrics.messages_delivered_total.inc()
             self.cursor = seq
 
     async def bridge_disconnect(self, event: dict) -> None:
         """An operator closed this user's connections (SPEC §6)."""
+        if self.user_id is None:
+            return
         await self._close_with_error(
             4000, "disconnected", "disconnected by an operator"
         )
@@ -436,7 +489,7 @@ class BridgeConsumer(AsyncWebsocketConsumer):
     async def _send_stored(self, *, upto_seq: int, announce_truncation=False) -> int:
         """Send stored messages after the cursor up to `upto_seq`, page by page."""
         sent = 0
-        while self.cursor < upto_seq:
+        while self.cursor < upto_seq and self.close_code is None:
             page = await run_db(
                 history.frames_after,
                 self.user_id,
@@ -450,9 +503,11 @@ class BridgeConsumer(AsyncWebsocketConsumer):
                     frames.history_truncated_frame(oldest_seq=page[0].seq)
                 )
             for stored in page:
-                await self.send(text_data=stored.text)
+                if not await self._send_paced(stored.text):
+                    metrics.messages_delivered_total.inc(sent)
+                    return sent  # closed as slow: the client resumes from its seq
                 self.cursor = stored.seq
-            sent += len(page)
+                sent += 1
             if len(page) < history.PAGE_SIZE:
                 break
         # A seq missing from the store (purged by retention) is stepped over.
@@ -461,7 +516,37 @@ class BridgeConsumer(AsyncWebsocketConsumer):
         return sent
 
     async def _send_frame(self, frame: dict) -> None:
-        await self.send(text_data=frames.encode(frame))
+        await self._send_text(frames.encode(frame))
+
+    async def _send_text(self, text: str) -> None:
+        """Send one frame; close with 4008 once too much is unsent (SPEC §11)."""
+        await self.send(text_data=text)
+        window = self.send_window
+        if (
+            window is not None
+            and window.unsent > settings.BRIDGE_MAX_PENDING_BYTES
+            and self.close_code is None
+        ):
+            await self._close_slow()
+
+    async def _send_paced(self, text: str) -> bool:
+        """Send a stored frame without taking the unsent bytes past the budget:
+        wait for the transport to drain first, or close with 4008 if it does not
+        within BRIDGE_DRAIN_TIMEOUT. False once the connection is closing."""
+        window = self.send_window
+        if window is not None and window.paused:
+            size = payload_bytes(text) + FRAME_HEADER_BYTES
+            if window.unsent + size > settings.BRIDGE_MAX_PENDING_BYTES:
+                try:
+                    await asyncio.wait_for(
+                        window.drained(), settings.BRIDGE_DRAIN_TIMEOUT
+                    )
+                except TimeoutError:
+                    await self._close_slow()
+        if self.close_code is not None or (window is not None and window.closed):
+            return False
+        await self._send_text(text)
+        return self.close_code is None
 
 
 class UnknownPathConsumer(AsyncWebsocketConsumer):
