@@ -93,15 +93,17 @@ async def open_session(run: Run) -> Session:
 async def send_case(
     session: Session, case: Case, probe: str
 ) -> tuple[str, list[dict], dict | None]:
-    """Write the case, then (unless it must close) a `ping` probe; returns the
-    case's outcome, the frames it got and the probe's reply.
+    """Write the case, then (unless it may close) a `ping` probe; returns the
+    case's outcome, the frames it got and the probe's reply (None without one).
 
     The consumer answers frames in arrival order, so the case's reply (if
     any) comes before the probe's `pong`. A case that may itself answer
-    `pong` (a ping) is owed the first one."""
+    `pong` (a ping) is owed the first one. Without a probe, the case's
+    outcome is its first frame or the close."""
     socket = session.socket
     await socket.send_raw(case.wire)
-    if not case.closes:
+    probing = not case.may_close
+    if probing:
         await socket.send_text(f'{{"type": "ping", "ref": "{probe}"}}')
     may_pong = "pong" in case.expected
     replies: list[dict] = []
@@ -112,13 +114,17 @@ async def send_case(
                 continue  # the server's heartbeat
             replies.append(frame)
             case_answered = len(replies) > 1 or not may_pong
-            if frame.get("ref") == probe or (frame["type"] == "pong" and case_answered):
+            if not probing or frame.get("ref") == probe:
+                break
+            if frame["type"] == "pong" and case_answered:
                 break
     except ServerClosed as closed:
         outcome = "drop" if closed.code is None else f"close:{closed.code}"
         return outcome, replies, None
-    probe_reply = replies.pop()
-    session.refusals += sum(f["type"] == "error" for f in [*replies, probe_reply])
+    probe_reply = replies.pop() if probing else None
+    session.refusals += sum(frame["type"] == "error" for frame in replies)
+    if probe_reply is not None and probe_reply["type"] == "error":
+        session.refusals += 1
     if len(replies) > 1:
         return "several replies", replies, probe_reply
     if not replies:
