@@ -66,7 +66,7 @@ TARGETS = ("user_id", "user_ids", "broadcast")
 PAYLOADS = ("data", "message")
 
 
-def spec_conforming_push(case):
+def spec_conforming_push(case: schemathesis.Case) -> schemathesis.Case:
     body = case.body
     if not isinstance(body, dict):
         return case  # no body at all: 415, as SPEC says
@@ -110,7 +110,9 @@ class Run:
         self.server_errors: list[str] = []
         self.statuses: dict[str, Counter] = {}
 
-    def examples(self, operation, mode: GenerationMode) -> None:
+    def examples(
+        self, operation: schemathesis.APIOperation, mode: GenerationMode
+    ) -> None:
         key = f"{operation.label} [{mode.value}]"
         self.sent[key] = 0
         self.statuses[key] = Counter()
