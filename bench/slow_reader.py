@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import httpx
@@ -28,6 +29,9 @@ _PONG = '{"type":"pong"}'
 class SlowReader:
     url: str
     seconds: float
+    # Called just before it reads again: what the server holds for it then.
+    snapshot: Callable[[], dict] | None = None
+    server_before_drain: dict | None = None
     ws: websockets.ClientConnection | None = None
     pushed: int = 0
     pushed_bytes: int = 0
@@ -36,7 +40,12 @@ class SlowReader:
     close_code: int | None = None
     ended: str = "not started"
 
-    async def run(self, http_url: str, rate: float, size_kb: int) -> None:
+    async def run(
+        self, http_url: str, rate: float, size_kb: int, *, start_after: float = 0.0
+    ) -> None:
+        """Wait `start_after` seconds (past the soak's warm-up), connect, stop
+        reading for `seconds` while pushes pile up, then drain."""
+        await asyncio.sleep(start_after)
         # max_queue=1: websockets stops reading the socket once one message
         # waits unread, so the server's writes back up into its own buffers.
         self.ws = await websockets.connect(
@@ -66,6 +75,8 @@ class SlowReader:
                     with contextlib.suppress(ConnectionClosed):
                         await self.ws.send(_PONG)
                 await asyncio.sleep(1 / rate)
+        if self.snapshot is not None:
+            self.server_before_drain = self.snapshot()
         await self.drain()
 
     async def drain(self) -> None:

@@ -11,8 +11,9 @@ processes, and then, for `--minutes`:
   (bench/load.py), round-robin over the users;
 - reconnects `--churn` (5 %) of the clients each minute at random moments,
   each resuming with `last_seq` = the highest seq it had received;
-- keeps one slow reader: a client that stops reading its socket while
-  `--slow-rate` pushes of `--slow-kb` each are sent to it for `--slow-seconds`,
+- keeps one slow reader, from the end of the warm-up minute: a client that
+  stops reading its socket while `--slow-rate` pushes of `--slow-kb` each are
+  sent to it for `--slow-seconds`,
   and answers Bridge's heartbeat blindly (so only its unread bytes can close
   it); it then reads what is left to learn how its connection ended.
 
@@ -46,6 +47,20 @@ from bench.machine import raise_nofile_limit, rss_kb
 from bench.run import _env_pairs
 from bench.slow_reader import SLOW_USER, SlowReader
 from bench.targets import BridgeTarget, Target
+
+# RSS is compared with the sample taken after this (connections made, caches
+# warm); the slow reader starts then, so what it costs shows as drift.
+WARMUP_SECONDS = 60.0
+
+
+def server_memory(target: Target) -> dict:
+    """Each daphne's RSS (MB) now."""
+    return {
+        "rss_mb": [
+            None if (kb := rss_kb(pid)) is None else round(kb / 1024, 1)
+            for pid in target.server_pids()
+        ]
+    }
 
 
 def open_fds(pid: int) -> int | None:
@@ -188,7 +203,11 @@ async def soak(args: argparse.Namespace, target: Target) -> dict:
     connected = sum(bool(c.conns) for c in clients)
     print(f"connected {connected}/{len(clients)}", flush=True)
     ledger = load.Ledger()
-    slow = SlowReader(f"{ws_urls[-1]}/ws?user_id={SLOW_USER}", args.slow_seconds)
+    slow = SlowReader(
+        f"{ws_urls[-1]}/ws?user_id={SLOW_USER}",
+        args.slow_seconds,
+        snapshot=lambda: server_memory(target),
+    )
     samples = [sample(target, 0, ledger, pool, clients)]
     print_sample(samples[0])
     duration = args.minutes * 60
@@ -207,7 +226,10 @@ async def soak(args: argparse.Namespace, target: Target) -> dict:
                 ledger=ledger,
             ),
             churn(clients, pool, args.churn, args.minutes),
-            slow.run(target.http_urls[0], args.slow_rate, args.slow_kb),
+            slow.run(
+                target.http_urls[0], args.slow_rate, args.slow_kb,
+                start_after=WARMUP_SECONDS,
+            ),
             every_minute(),
         ]  # fmt: skip
         await asyncio.gather(*work)
@@ -280,6 +302,7 @@ def verdict(args, samples, ledger, result, slow: SlowReader, clients) -> dict:
             "pushed": slow.pushed,
             "pushed_mb": round(slow.pushed_bytes / 2**20, 1),
             "frames_read_after_resuming": slow.frames_read,
+            "server_before_drain": slow.server_before_drain,
         },
         "samples": [row.__dict__ for row in samples],
     }
@@ -328,8 +351,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     add("--json", metavar="PATH", help="also write the result as JSON")
     args = parser.parse_args(argv)
-    if args.slow_seconds > args.minutes * 60:
-        parser.error("--slow-seconds must fit in --minutes")
+    if WARMUP_SECONDS + args.slow_seconds > args.minutes * 60:
+        parser.error("the warm-up minute plus --slow-seconds must fit in --minutes")
     return args  # fmt: skip
 
 
