@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install run test test-postgres lint format bench superuser clean
+.PHONY: install run test test-postgres fuzz lint format bench superuser clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,10 @@ test: install
 ## The database tests again, on PostgreSQL (DATABASE_URL must point at it).
 test-postgres: install
 	$(BIN)/python -m pytest -m django_db
+
+## Nightly-size fuzzing: 5,000+ schemathesis requests, 2,500 WebSocket frames.
+fuzz: install
+	$(BIN)/python -m pytest -m fuzz -p no:cacheprovider -s
 
 lint: install
 	$(BIN)/ruff check .

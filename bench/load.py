@@ -86,6 +86,11 @@ class ClientPool:
 
         await asyncio.gather(*(one(conn) for conn in self.conns))
 
+    async def connect(self, conn: Conn) -> None:
+        """Open one caller-built connection (bench/soak.py's resuming clients);
+        on failure `conn.ws` stays None and `conn.connect_error` says why."""
+        await self._connect(conn)
+
     async def _connect(self, conn: Conn) -> None:
         started = now()
         try:
