@@ -35,6 +35,7 @@ import asyncio
 import json
 import os
 import random
+import re
 import sys
 import time
 from collections import Counter
@@ -356,6 +357,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args  # fmt: skip
 
 
+def server_close_codes(log: str, user_id: str) -> list[int]:
+    """The close codes of the user's connections, from the servers' disconnect
+    lines (`event=disconnect user_id=<id> ... code=<code>`)."""
+    pattern = rf"event=disconnect user_id={re.escape(user_id)} .*?\bcode=(\d+)"
+    return [int(code) for code in re.findall(pattern, log)]
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     raise_nofile_limit(args.connections * 4 + 1000)
@@ -367,8 +375,15 @@ def main(argv: list[str] | None = None) -> int:
         result = asyncio.run(soak(args, target))
         log = target.log_since(mark)
         result["server_tracebacks"] = log.count("Traceback")
+        result["slow_reader"]["server_close_codes"] = server_close_codes(log, SLOW_USER)
         result["dead_processes"] = target.dead()
     result["checks"]["no_traceback"] = result["server_tracebacks"] == 0
+    # The 4008 close frame waits behind the unread bytes, so the client itself
+    # often sees only 1006 (docs/protocol.md); the server's log says why it closed.
+    result["checks"]["slow_reader_closed_4008"] = (
+        result["slow_reader"]["close_code"] == 4008
+        or 4008 in result["slow_reader"]["server_close_codes"]
+    )
     result["passed"] = all(result["checks"].values())
     summary = {key: value for key, value in result.items() if key != "samples"}
     print(json.dumps(summary, indent=2), flush=True)

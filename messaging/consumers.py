@@ -1,5 +1,7 @@
 """The WebSocket endpoint `/ws` (SPEC §2): handshake, group membership, frames in,
-layer events out. Decisions live in handshake, frames, delivery and history."""
+layer events, cleanup. What goes out, in order and within the send budget, is
+messaging/outbound.py; the one-task event loop is messaging/single_task_consumer.py.
+Decisions live in handshake, frames, delivery and history."""
 
 from __future__ import annotations
 
@@ -10,22 +12,13 @@ import time
 import uuid
 from collections import deque
 
-from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
-from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import DatabaseError
 from redis.exceptions import RedisError
 
 from accounts.identifiers import is_user_id
 from bridge_project import redis_health
-from bridge_project.channel_layer import ChannelInbox, GroupPubSubChannelLayer
-from bridge_project.daphne_send_window import (
-    FRAME_HEADER_BYTES,
-    SCOPE_EXTENSION,
-    SendWindow,
-    payload_bytes,
-)
 from bridge_project.rate_limits import ConnectionWindow
 from messaging import (
     delivery,
@@ -42,7 +35,9 @@ from messaging.frames import ClientFrame, FrameError
 from messaging.handshake import HandshakeRefused, authenticate, parse_handshake
 from messaging.heartbeat import heartbeat_for_loop
 from messaging.instance import INSTANCE_NAME
+from messaging.outbound import StreamSender
 from messaging.recipients import RoutingRefused
+from messaging.single_task_consumer import SingleTaskConsumer
 from messaging.ws_database import run_db
 
 logger = logging.getLogger(__name__)
@@ -56,7 +51,7 @@ def _unavailable() -> HandshakeRefused:
     return HandshakeRefused(1013, "unavailable", "try again later")
 
 
-class BridgeConsumer(AsyncWebsocketConsumer):
+class BridgeConsumer(StreamSender, SingleTaskConsumer):
     connection_id = ""
     user_id: str | None = None
     close_code: int | None = None
@@ -65,68 +60,27 @@ class BridgeConsumer(AsyncWebsocketConsumer):
     leaving = False
     left = False
     counted = False  # in the connections_open gauge
-    # What the server has not yet written to this socket (daphne only).
-    send_window: SendWindow | None = None
     # Made on first use: an empty deque is 760 B, and most connections never
     # send a frame. `message` frames count per user in Redis (ws_limits).
     refusals: deque[float] | None = None
     control_frames: ConnectionWindow | None = None
 
-    async def __call__(self, scope, receive, send) -> None:
-        """channels' AsyncConsumer.__call__, with one task of its own, not two.
-
-        channels waits for the client's `receive` and the channel layer's
-        `receive` with a task each and an asyncio.wait over both, all alive for
-        as long as the socket is open (about 3 KB per idle connection). Here one
-        task moves the client's events into the channel's inbox, next to the
-        layer's messages, and this coroutine handles them one at a time in
-        arrival order, as channels does.
-        """
-        layer = get_channel_layer(self.channel_layer_alias)
-        if not isinstance(layer, GroupPubSubChannelLayer):
-            return await super().__call__(scope, receive, send)
-        self.scope = scope
-        self.base_send = _dropping_sends_after_the_client_left(send)
-        self.channel_layer = layer
-        self.send_window = scope.get("extensions", {}).get(SCOPE_EXTENSION)
-        self.channel_name = await layer.new_channel()
-        inbox = layer.inbox(self.channel_name)
-        forwarding = asyncio.ensure_future(_forward_client_events(receive, inbox))
+    async def dispatch(self, message) -> None:
         try:
-            while True:
-                entry = await inbox.get()
-                if isinstance(entry, Exception):
-                    raise entry
-                if isinstance(entry, bytes):  # from the layer, still serialized
-                    entry = layer.deserialize(entry)
-                try:
-                    await self.dispatch(entry)
-                except DatabaseError as error:
-                    await self._close_for_database_error(error)
-        except StopConsumer:
-            pass
-        finally:
-            forwarding.cancel()
-            # asyncio.wait, unlike awaiting the task, raises only if we are cancelled.
-            await asyncio.wait([forwarding])
-            # Whatever ended the loop (the client leaving, an error, a cancel),
-            # the registry entry, groups and gauge must not outlive the socket.
-            await self._leave(self.close_code or 1011)
-            layer.close_channel(self.channel_name)
+            await super().dispatch(message)
+        except DatabaseError as error:
+            await self._close_for_database_error(error)
 
-    async def dispatch(self, message):
-        # Channels closes stale database connections through a thread hop before
-        # every event; our database calls go through database_sync_to_async, which
-        # already does, so deliveries stay on the event loop.
-        handler = getattr(self, message["type"].replace(".", "_"), None)
-        if handler is None:
-            raise ValueError(f"No handler for message type {message['type']}")
-        await handler(message)
+    async def ended(self) -> None:
+        # Whatever ended the loop (the client leaving, an error, a cancel), the
+        # registry entry, groups and gauge must not outlive the socket.
+        await self._leave(self.close_code or 1011)
 
     # --- lifecycle -------------------------------------------------------------
 
     async def connect(self) -> None:
         redis_health.ensure_watching()
+        self.open_send_window()
         self.connection_id = uuid.uuid4().hex
         self.last_frame_at = time.monotonic()
         # Live events, resume and heartbeat catch-up all move the cursor.
@@ -320,11 +274,6 @@ class BridgeConsumer(AsyncWebsocketConsumer):
         else:
             await self._close_with_error(1011, "unavailable", "try again later")
 
-    async def _close_slow(self) -> None:
-        await self._close_with_error(
-            4008, "slow_client", "too much unsent data; resume with last_seq"
-        )
-
     # --- heartbeat (called by messaging.heartbeat) -------------------------------
 
     async def heartbeat(self, latest_seq: int) -> None:
@@ -447,28 +396,6 @@ class BridgeConsumer(AsyncWebsocketConsumer):
 
     # --- events from the channel layer -------------------------------------------
 
-    async def bridge_deliver(self, event: dict) -> None:
-        """A message for this connection's user (or everyone); sent in seq order."""
-        if self.user_id is None or self.close_code is not None:
-            return  # a refused handshake's groups, or closing: resume has it
-        seq = event["seq"]
-        if seq is None:
-            await self._send_text(event["frame"])
-            metrics.messages_delivered_total.inc()
-            return
-        async with self.stream_lock:
-            if seq <= self.cursor:
-                return  # already sent, from the store or an earlier event
-            if seq > self.cursor + 1:
-                # An earlier message's event is late or lost: the store has it.
-                recovered = await self._send_stored(upto_seq=seq - 1)
-                metrics.messages_recovered_total.inc(recovered)
-                if self.close_code is not None:
-                    return
-            await self._send_text(event["frame"])
-            metrics.messages_delivered_total.inc()
-            self.cursor = seq
-
     async def bridge_disconnect(self, event: dict) -> None:
         """An operator closed this user's connections (SPEC §6)."""
         if self.user_id is None:
@@ -486,100 +413,12 @@ class BridgeConsumer(AsyncWebsocketConsumer):
             retry_after_ms=event["retry_after_ms"],
         )
 
-    async def _send_stored(self, *, upto_seq: int, announce_truncation=False) -> int:
-        """Send stored messages after the cursor up to `upto_seq`, page by page."""
-        sent = 0
-        while self.cursor < upto_seq and self.close_code is None:
-            page = await run_db(
-                history.frames_after,
-                self.user_id,
-                after_seq=self.cursor,
-                upto_seq=upto_seq,
-            )
-            if not page:
-                break
-            if announce_truncation and sent == 0 and page[0].seq > self.cursor + 1:
-                await self._send_frame(
-                    frames.history_truncated_frame(oldest_seq=page[0].seq)
-                )
-            for stored in page:
-                if not await self._send_paced(stored.text):
-                    metrics.messages_delivered_total.inc(sent)
-                    return sent  # closed as slow: the client resumes from its seq
-                self.cursor = stored.seq
-                sent += 1
-            if len(page) < history.PAGE_SIZE:
-                break
-        # A seq missing from the store (purged by retention) is stepped over.
-        self.cursor = max(self.cursor, upto_seq)
-        metrics.messages_delivered_total.inc(sent)
-        return sent
-
-    async def _send_frame(self, frame: dict) -> None:
-        await self._send_text(frames.encode(frame))
-
-    async def _send_text(self, text: str) -> None:
-        """Send one frame; close with 4008 once too much is unsent (SPEC §11)."""
-        await self.send(text_data=text)
-        window = self.send_window
-        if (
-            window is not None
-            and window.unsent > settings.BRIDGE_MAX_PENDING_BYTES
-            and self.close_code is None
-        ):
-            await self._close_slow()
-
-    async def _send_paced(self, text: str) -> bool:
-        """Send a stored frame without taking the unsent bytes past the budget:
-        wait for the transport to drain first, or close with 4008 if it does not
-        within BRIDGE_DRAIN_TIMEOUT. False once the connection is closing."""
-        window = self.send_window
-        if window is not None and window.paused:
-            size = payload_bytes(text) + FRAME_HEADER_BYTES
-            if window.unsent + size > settings.BRIDGE_MAX_PENDING_BYTES:
-                try:
-                    await asyncio.wait_for(
-                        window.drained(), settings.BRIDGE_DRAIN_TIMEOUT
-                    )
-                except TimeoutError:
-                    await self._close_slow()
-        if self.close_code is not None or (window is not None and window.closed):
-            return False
-        await self._send_text(text)
-        return self.close_code is None
-
 
 class UnknownPathConsumer(AsyncWebsocketConsumer):
     """Any other WebSocket path: refuse the handshake instead of raising."""
 
     async def connect(self) -> None:
         await self.close()
-
-
-def _dropping_sends_after_the_client_left(send):
-    """The server's `send`, quiet about a socket that has just closed.
-
-    daphne drops a send to a closed socket; uvicorn raises ClientDisconnected
-    (an OSError). Either way the client's disconnect event is next in the
-    inbox, and handling it is what cleans up, so the consumer must not end
-    with an error before it gets there."""
-
-    async def send_to_client(message) -> None:
-        try:
-            await send(message)
-        except OSError:
-            logger.debug("send to a closed WebSocket dropped: %s", message["type"])
-
-    return send_to_client
-
-
-async def _forward_client_events(receive, inbox: ChannelInbox) -> None:
-    """Move the client's ASGI events into the inbox the consumer reads."""
-    try:
-        while True:
-            inbox.put_nowait(await receive())
-    except Exception as error:
-        inbox.put_nowait(error)  # the consumer raises it, as under channels
 
 
 def _too_large(text_data: str | None, bytes_data: bytes | None) -> bool:
