@@ -25,7 +25,7 @@ test: install
 
 ## The database tests again, on PostgreSQL (DATABASE_URL must point at it).
 test-postgres: install
-	$(BIN)/python -m pytest -m django_db
+	$(BIN)/python -m pytest -m 'django_db and not fuzz'
 
 ## Nightly-size fuzzing: 5,000+ schemathesis requests, 2,500 WebSocket frames.
 fuzz: install

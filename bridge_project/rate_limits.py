@@ -28,12 +28,10 @@ import threading
 import time
 from dataclasses import dataclass
 
-import redis
-from django.conf import settings
 from redis.exceptions import NoScriptError, RedisError
 
 from bridge_project import redis_health
-from bridge_project.redis_client import blocking_client, get_redis
+from bridge_project.redis_client import get_blocking_redis, get_redis
 
 logger = logging.getLogger(__name__)
 
@@ -117,7 +115,7 @@ def hit_blocking(limit: Limit, ident: str) -> Decision:
     """Count one hit of `ident` against `limit`, from a request thread."""
     if redis_health.circuit.is_open:
         return local_windows.hit(limit, ident)
-    client = _blocking_redis()
+    client = get_blocking_redis(timeout=BLOCKING_TIMEOUT_SECONDS)
     key = limit.key(ident)
     try:
         try:
@@ -128,25 +126,6 @@ def hit_blocking(limit: Limit, ident: str) -> Decision:
         logger.warning("rate limit counted locally: Redis %s", type(exc).__name__)
         return local_windows.hit(limit, ident)
     return _decide(limit, reply)
-
-
-_blocking_clients: dict[str, redis.Redis] = {}
-_blocking_clients_lock = threading.Lock()
-
-
-def _blocking_redis() -> redis.Redis:
-    url = settings.REDIS_URL
-    client = _blocking_clients.get(url)
-    if client is None:
-        with _blocking_clients_lock:
-            client = _blocking_clients.get(url)
-            if client is None:
-                client = _blocking_clients[url] = blocking_client(
-                    url,
-                    max_connections=settings.BRIDGE_REDIS_MAX_CONNECTIONS,
-                    timeout=BLOCKING_TIMEOUT_SECONDS,
-                )
-    return client
 
 
 class LocalWindows:

@@ -69,15 +69,16 @@ _blocking_clients: dict[tuple, redis.Redis] = {}
 _blocking_clients_lock = threading.Lock()
 
 
-def get_blocking_redis() -> redis.Redis:
+def get_blocking_redis(timeout: float | None = None) -> redis.Redis:
     """The process's blocking client, for code running on a worker thread.
 
-    Every read is bounded by BRIDGE_LAYER_TIMEOUT, so a frozen Redis holds a
-    request thread no longer than an asyncio caller's deadline would."""
+    Every read is bounded by `timeout`, BRIDGE_LAYER_TIMEOUT unless a caller
+    needs less (rate limits), so a frozen Redis holds a request thread no
+    longer than an asyncio caller's deadline would. One client per timeout."""
     key = (
         settings.REDIS_URL,
         settings.BRIDGE_REDIS_MAX_CONNECTIONS,
-        settings.BRIDGE_LAYER_TIMEOUT,
+        settings.BRIDGE_LAYER_TIMEOUT if timeout is None else timeout,
     )
     client = _blocking_clients.get(key)
     if client is None:
