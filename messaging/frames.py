@@ -13,6 +13,8 @@ from bridge_project import strict_json
 
 MAX_TEXT_CHARS = 4096
 MAX_REF_CHARS = 64
+# The largest seq of any stream: seqs are stored in a signed 64-bit column.
+MAX_SEQ = 2**63 - 1
 CLIENT_FRAME_TYPES = ("ping", "pong", "message", "ack", "disconnect")
 
 
@@ -161,7 +163,7 @@ def parse_client_frame(text: str | None) -> ClientFrame:
         return _parse_message(payload, ref)
     if frame_type == "ack":
         seq = payload.get("seq")
-        if not _is_non_negative_int(seq):
+        if not _is_seq(seq):
             raise FrameError(
                 "invalid_frame", "'seq' must be a non-negative integer", ref
             )
@@ -199,5 +201,9 @@ def _parse_message(payload: dict[str, Any], ref: str | None) -> ClientFrame:
     return ClientFrame(type="message", ref=ref, text=text, data=data, to=to)
 
 
-def _is_non_negative_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+def _is_seq(value: object) -> bool:
+    """A seq a stream can have: stored in a signed 64-bit column (and beyond
+    2**53 a JavaScript client could not even hold it exactly)."""
+    return (
+        isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_SEQ
+    )

@@ -18,11 +18,11 @@ from accounts.keys import (
     looks_like_api_key,
 )
 from accounts.tokens import InvalidToken, token_user_id
+from messaging.frames import MAX_SEQ
 from messaging.origins import origin_allowed
 from messaging.session_auth import session_user
 from messaging.ws_database import run_db
 
-MAX_LAST_SEQ = 2**63 - 1
 SUBPROTOCOL = "bridge.v1"
 _TOKEN_PROTOCOL_PREFIX = "token."
 
@@ -192,11 +192,6 @@ def _last_seq(params: dict[str, list[str]]) -> int | None:
     if raw is None:
         return None
     # The length check comes first: int() refuses strings over 4,300 digits.
-    if (
-        len(raw) > 19
-        or not raw.isascii()
-        or not raw.isdigit()
-        or int(raw) > MAX_LAST_SEQ
-    ):
+    if len(raw) > 19 or not raw.isascii() or not raw.isdigit() or int(raw) > MAX_SEQ:
         raise _bad_request("last_seq must be a non-negative integer")
     return int(raw)

@@ -120,6 +120,9 @@ def test_missing_or_unknown_type_is_invalid_frame(frame):
         {"type": "ack", "seq": 1.5},
         {"type": "ack", "seq": True},
         {"type": "ack", "seq": None},
+        # Past any seq a stream can have (a signed 64-bit column).
+        {"type": "ack", "seq": 2**63},
+        {"type": "ack", "seq": 10**300},
     ],
 )
 def test_wrong_field_types_or_values_are_invalid_frame(frame):
@@ -191,9 +194,10 @@ def test_message_frame_is_parsed_with_all_fields():
     )
 
 
-def test_ack_frame_carries_its_seq():
-    frame = parse_client_frame('{"type": "ack", "seq": 0}')
-    assert (frame.type, frame.seq) == ("ack", 0)
+@pytest.mark.parametrize("seq", [0, 2**63 - 1])
+def test_ack_frame_carries_its_seq(seq):
+    frame = parse_client_frame(json.dumps({"type": "ack", "seq": seq}))
+    assert (frame.type, frame.seq) == ("ack", seq)
 
 
 # --- outgoing shapes --------------------------------------------------------------
