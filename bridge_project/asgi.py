@@ -6,12 +6,14 @@ import os
 from bridge_project import (
     daphne_body_limit,
     daphne_compat,
+    daphne_connection_cycles,
     daphne_send_window,
     process_tuning,
 )
 from bridge_project.asgi_handler import get_asgi_application
 
 daphne_compat.install()
+daphne_connection_cycles.install()
 daphne_send_window.install()
 process_tuning.cache_twisted_content_type()
 process_tuning.skip_twisted_access_log()
