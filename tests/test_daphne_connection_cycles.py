@@ -1,7 +1,8 @@
 """bridge_project.daphne_connection_cycles against the upstream behaviour it
 works around (autobahn 26.11, daphne 4.2.3): a closed WebSocket protocol is a
-reference cycle through its `is_closed` Deferred. If the first test fails
-after an upgrade, autobahn no longer makes that cycle and the module can go."""
+reference cycle through its `is_closed` Deferred, and daphne leaves the
+upgrade request on its HTTPChannel. If a "daphne/autobahn ..." test fails
+after an upgrade, upstream no longer makes that cycle and that part can go."""
 
 from __future__ import annotations
 
@@ -12,10 +13,12 @@ from collections.abc import Iterator
 
 import pytest
 from autobahn.twisted.websocket import WebSocketServerFactory
+from daphne.http_protocol import WebRequest
 from daphne.ws_protocol import WebSocketProtocol
 from twisted.internet.error import ConnectionDone
 from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
+from twisted.web.http import HTTPChannel
 
 from bridge_project import daphne_connection_cycles
 
@@ -85,3 +88,72 @@ def _unpatched_class() -> type[WebSocketProtocol]:
         (WebSocketProtocol,),
         {"connectionLost": daphne_connection_cycles.upstream_connection_lost()},
     )
+
+
+class ProtocolStandIn:
+    """What daphne hands an upgraded socket to (its WebSocket protocol)."""
+
+    def makeConnection(self, transport) -> None:
+        # As daphne_send_window.SendWindow.attach does: the channel stops being
+        # the socket's producer once the socket is the WebSocket's.
+        transport.unregisterProducer()
+        self.transport = transport
+
+    def dataReceived(self, data: bytes) -> None:
+        self.data = data
+
+
+class HttpServerStandIn(ServerStandIn):
+    """What daphne's WebRequest reads of its Server on the upgrade path."""
+
+    root_path = ""
+    server_name = "daphne"
+    proxy_forwarded_address_header = None
+    proxy_forwarded_port_header = None
+    proxy_forwarded_proto_header = None
+
+    def __init__(self) -> None:
+        self.ws_factory = types.SimpleNamespace(
+            buildProtocol=lambda address: ProtocolStandIn()
+        )
+
+    def protocol_connected(self, protocol) -> None:
+        pass
+
+
+def upgraded_channel(request_class) -> HTTPChannel:
+    """Twisted's HTTPChannel after daphne upgraded its request to a WebSocket."""
+    channel = HTTPChannel()
+    channel.timeOut = None  # no idle timer in the global reactor to hold it
+    channel.requestFactory = request_class
+    channel.factory = types.SimpleNamespace(server=HttpServerStandIn())
+    channel.makeConnection(StringTransport())
+    channel.dataReceived(
+        b"GET /ws?user_id=alice HTTP/1.1\r\nHost: localhost\r\n"
+        b"Upgrade: websocket\r\nConnection: Upgrade\r\n\r\n"
+    )
+    return channel
+
+
+def test_daphne_leaves_the_upgrade_request_on_its_channel():
+    unpatched = type(
+        "Unpatched",
+        (WebRequest,),
+        {"process": daphne_connection_cycles.upstream_process()},
+    )
+    channel = upgraded_channel(unpatched)
+    assert len(channel.requests) == 1, "upstream changed: drop that part of the patch"
+    assert (
+        channel.requests[0].channel is channel and channel.requests[0].transport is None
+    )
+
+
+def test_with_the_patch_the_upgrade_request_is_freed_by_reference_counting(
+    no_automatic_gc,
+):
+    daphne_connection_cycles.install()
+    channel = upgraded_channel(WebRequest)
+    assert channel.requests == []
+    freed = weakref.ref(channel)
+    del channel
+    assert freed() is None, "another reference cycle keeps the upgrade's channel"
