@@ -165,7 +165,7 @@ def parse_client_frame(text: str | None) -> ClientFrame:
         seq = payload.get("seq")
         if not _is_seq(seq):
             raise FrameError(
-                "invalid_frame", "'seq' must be a non-negative integer", ref
+                "invalid_frame", "'seq' must be an integer from 0 to 2**63 - 1", ref
             )
         return ClientFrame(type="ack", ref=ref, seq=seq)
     return ClientFrame(type=frame_type, ref=ref)

@@ -71,7 +71,10 @@ def _allowed_by_spec(value: object) -> frozenset[str]:
         return frozenset(problems)
     if kind == "ack":
         seq = value.get("seq")
-        if not (isinstance(seq, int) and not isinstance(seq, bool) and seq >= 0):
+        # SPEC §5: seqs are 64-bit; a larger one cannot name a message.
+        if not (
+            isinstance(seq, int) and not isinstance(seq, bool) and 0 <= seq < 2**63
+        ):
             problems.add("error:invalid_frame")
     if kind == "message":
         problems |= _message_problems(value)
