@@ -6,7 +6,7 @@
 
 Two heartbeat strategies (`--strategies`, both by default, each interval run
 under each in turn): `timer`, the one timer per process that Bridge ships
-(`messaging.heartbeat`), and `per-socket`, one asyncio task per connection
+(`messaging.realtime.heartbeat`), and `per-socket`, one asyncio task per connection
 (`bench.heartbeat_per_socket`, a benchmark-only ASGI entry point).
 
 For each BRIDGE_HEARTBEAT_INTERVAL and strategy it starts a fresh redis-server,

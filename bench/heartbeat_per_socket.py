@@ -2,8 +2,8 @@
 
 Benchmark only: `bench.heartbeat_cost --strategies per-socket` serves this
 (`bench.heartbeat_per_socket:application`) to compare with the timer that
-Bridge ships (`messaging.heartbeat.Heartbeat`). It is Bridge's normal
-application (`bridge_project.asgi.application`) with `messaging.heartbeat.
+Bridge ships (`messaging.realtime.heartbeat.Heartbeat`). It is Bridge's normal
+application (`bridge_project.asgi.application`) with `messaging.realtime.heartbeat.
 Heartbeat` replaced, before anything connects, by `PerSocketHeartbeat`, so that
 `heartbeat_for_loop()` (which the consumers call) hands out this variant.
 
@@ -35,10 +35,11 @@ from redis.exceptions import RedisError
 # Bridge's own application, imported first: it sets Django up (as `daphne
 # bridge_project.asgi:application` would) before messaging's modules load.
 from bridge_project.asgi import application
-from messaging import frames, heartbeat, instance_registry, presence
-from messaging.heartbeat import Beating
+from messaging import frames, presence
+from messaging.realtime import heartbeat, instance_registry
+from messaging.realtime.heartbeat import Beating
 
-logger = logging.getLogger("messaging.heartbeat")
+logger = logging.getLogger("messaging.realtime.heartbeat")
 
 __all__ = ["PerSocketHeartbeat", "application"]
 

@@ -25,9 +25,9 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.conf import settings  # noqa: E402
 
 from accounts.services import public_accounts_ensure_at_startup  # noqa: E402
-from messaging.instance_registry import RegisteringApplication  # noqa: E402
-from messaging.routing import websocket_urlpatterns  # noqa: E402
-from messaging.session_auth import session_auth_stack  # noqa: E402
+from messaging.realtime.instance_registry import RegisteringApplication  # noqa: E402
+from messaging.realtime.routing import websocket_urlpatterns  # noqa: E402
+from messaging.realtime.session_auth import session_auth_stack  # noqa: E402
 
 # Bodies over the limit are refused while daphne reads them, not after.
 daphne_body_limit.install(settings.BRIDGE_MAX_BODY_BYTES)
@@ -40,7 +40,7 @@ if settings.BRIDGE_AUTH_MODE == "open":
     )
 
 # The first event of any kind (a health check, say) lists this process in
-# /api/stats (messaging/instance_registry.py).
+# /api/stats (messaging/realtime/instance_registry.py).
 application = RegisteringApplication(
     ProtocolTypeRouter(
         {

@@ -58,7 +58,7 @@ from django.http import FileResponse, HttpResponseBase
 from django.urls import set_script_prefix
 
 from bridge_project.daphne_body_limit import too_large_body
-from messaging.exceptions import error_body
+from messaging.api.exceptions import error_body
 
 # Seconds a client refused for too many requests in flight is asked to wait.
 BUSY_RETRY_AFTER = 1

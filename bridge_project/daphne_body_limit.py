@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import json
 
-from messaging.exceptions import error_body
+from messaging.api.exceptions import error_body
 
 INSTALLED_MARK = "_bridge_body_limit"
 # How long a refused connection stays open, unread, for the client to read

@@ -19,7 +19,7 @@ On SIGTERM, within BRIDGE_SHUTDOWN_GRACE:
 2. HTTP: idle keep-alive connections are closed; a request in flight is
    answered, with `Connection: close`, and its connection closed after;
 3. every WebSocket gets `error` `going_away` with a spread `retry_after_ms`
-   and close 1001, and leaves its groups and presence (messaging/shutdown.py);
+   and close 1001, and leaves its groups and presence (messaging/realtime/shutdown.py);
 4. once nothing is in flight (or at the grace minus a reserve), the instance
    record goes from Redis and what is still running is cancelled; Twisted then
    drops the connections that are left and the process exits 0;
@@ -74,7 +74,7 @@ class GracefulServer(Server):
 
     async def _drain(self, grace: float) -> None:
         # Imported here: the application (and Django) is loaded by now.
-        from messaging.shutdown import Departure
+        from messaging.realtime.shutdown import Departure
 
         loop = asyncio.get_running_loop()
         started = loop.time()

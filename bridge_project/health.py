@@ -17,7 +17,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.authentication import caller_may
-from messaging import delivery
+from messaging.streams import delivery
 
 logger = logging.getLogger(__name__)
 

@@ -261,7 +261,7 @@ CACHES = {
 }
 
 REST_FRAMEWORK = {
-    "DEFAULT_PARSER_CLASSES": ["messaging.parsers.StrictJSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["messaging.api.parsers.StrictJSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "accounts.authentication.OpenModeAuthentication",
@@ -280,7 +280,7 @@ REST_FRAMEWORK = {
     },
     "NUM_PROXIES": BRIDGE_NUM_PROXIES,
     "UNAUTHENTICATED_USER": None,
-    "EXCEPTION_HANDLER": "messaging.exceptions.error_response_handler",
+    "EXCEPTION_HANDLER": "messaging.api.exceptions.error_response_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
 }
 

@@ -6,10 +6,10 @@ from rest_framework.permissions import AllowAny
 
 from bridge_project.health import HealthView, MetricsView
 from messaging.admin_views import live_connections
-from messaging.exceptions import json_not_found
+from messaging.api.exceptions import json_not_found
 
 urlpatterns = [
-    path("", include("messaging.urls")),
+    path("", include("messaging.api.urls")),
     path("", include("accounts.urls")),
     path("health", HealthView.as_view(), name="health"),
     path("metrics", MetricsView.as_view(), name="metrics"),
@@ -32,7 +32,7 @@ urlpatterns = [
     re_path(r"^(?:api|sse)(?:/|$)", csrf_exempt(json_not_found)),
 ]
 
-handler400 = "messaging.exceptions.json_bad_request"
-handler403 = "messaging.exceptions.json_forbidden"
-handler404 = "messaging.exceptions.json_not_found"
-handler500 = "messaging.exceptions.json_server_error"
+handler400 = "messaging.api.exceptions.json_bad_request"
+handler403 = "messaging.api.exceptions.json_forbidden"
+handler404 = "messaging.api.exceptions.json_not_found"
+handler500 = "messaging.api.exceptions.json_server_error"

@@ -8,8 +8,10 @@ from django.http import HttpRequest
 
 from accounts.admin import PublicAccountAdmin
 from accounts.models import PublicAccount
-from messaging import delivery, operations, presence
+from messaging import presence
+from messaging.api import operations
 from messaging.models import InboxEntry, Message
+from messaging.streams import delivery
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):

@@ -10,7 +10,8 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 
 from accounts.identifiers import is_user_id
-from messaging import delivery, operations
+from messaging.api import operations
+from messaging.streams import delivery
 
 PAGE = 100
 

@@ -13,8 +13,8 @@ from django.test.utils import CaptureQueriesContext
 
 from accounts import selectors, services
 from accounts.models import PublicAccount
-from messaging import delivery
-from messaging.delivery import PushRequest
+from messaging.streams import delivery
+from messaging.streams.delivery import PushRequest
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_HANDLES = {"ci_bot", "email_bot", "notification_bot", "system_bot"}

@@ -5,7 +5,7 @@ The processes here beat once an hour, so the heartbeat cannot be what lists
 them or counts their connections: an instance registers itself on its first
 event (daphne_factory waits for its /health), rewrites its entry when its
 connection count changes, and refreshes it every interval with or without
-connections (messaging/instance_registry.py).
+connections (messaging/realtime/instance_registry.py).
 """
 
 from __future__ import annotations

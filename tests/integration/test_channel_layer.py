@@ -12,7 +12,7 @@ from channels_redis.pubsub import RedisPubSubChannelLayer
 from django.conf import settings
 from redis.exceptions import RedisError
 
-from messaging import groups
+from messaging.streams import groups
 
 RECEIVE_TIMEOUT = 5.0
 

@@ -16,7 +16,7 @@ from channels.testing import WebsocketCommunicator
 
 from bridge_project.asgi import application
 from bridge_project.channel_layer import ChannelInbox
-from messaging.session_auth import SessionAuthMiddleware
+from messaging.realtime.session_auth import SessionAuthMiddleware
 
 TIMEOUT = 5
 

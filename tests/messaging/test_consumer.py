@@ -20,9 +20,9 @@ from django.utils import timezone
 from accounts import selectors
 from accounts.models import PublicAccount
 from bridge_project.asgi import application
-from messaging import delivery
-from messaging.delivery import PushRequest
 from messaging.models import InboxEntry, Message, UserSequence
+from messaging.streams import delivery
+from messaging.streams.delivery import PushRequest
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(30)]
 

@@ -23,7 +23,8 @@ from django.test import override_settings
 from prometheus_client import REGISTRY
 
 from bridge_project.asgi import application
-from messaging import groups, history, presence
+from messaging import presence
+from messaging.streams import groups, history
 from tests.support.ids import fresh_user_id
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(30)]

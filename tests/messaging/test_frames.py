@@ -8,13 +8,8 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from messaging.frames import (
-    FrameError,
-    error_frame,
-    format_time,
-    message_frame,
-    parse_client_frame,
-)
+from messaging.frames import error_frame, format_time, message_frame
+from messaging.realtime.client_frames import FrameError, parse_client_frame
 
 SPEC_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
 

@@ -9,7 +9,8 @@ import pytest
 from channels.layers import get_channel_layer
 
 from bridge_project.asgi import application
-from messaging import groups, presence
+from messaging import presence
+from messaging.streams import groups
 from tests.support.ids import fresh_user_id
 
 TIMEOUT = 5

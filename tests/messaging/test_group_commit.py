@@ -1,4 +1,4 @@
-"""messaging.store.GroupCommit: concurrent pushes share a transaction, and a
+"""messaging.streams.store.GroupCommit: concurrent pushes share a transaction, and a
 write that fails it does not fail the others (SPEC §5 store-then-send)."""
 
 from __future__ import annotations
@@ -10,10 +10,10 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from django.db import IntegrityError, connection
 
-from messaging.delivery import PushRequest
 from messaging.models import InboxEntry, Message
-from messaging.recipients import DIRECT, Recipient
-from messaging.store import GroupCommit, Planned
+from messaging.streams.delivery import PushRequest
+from messaging.streams.recipients import DIRECT, Recipient
+from messaging.streams.store import GroupCommit, Planned
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

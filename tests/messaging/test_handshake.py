@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from messaging.handshake import Handshake, HandshakeRefused, parse_handshake
+from messaging.realtime.handshake import Handshake, HandshakeRefused, parse_handshake
 
 
 def parse(query: bytes) -> Handshake:

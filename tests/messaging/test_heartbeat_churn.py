@@ -18,7 +18,8 @@ from channels.testing import WebsocketCommunicator
 
 from bridge_project.asgi import application
 from bridge_project.redis_client import get_redis
-from messaging import heartbeat, presence
+from messaging import presence
+from messaging.realtime import heartbeat
 from tests.support.ids import fresh_user_id
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(30)]

@@ -21,8 +21,8 @@ from django.test import Client
 from accounts import selectors
 from accounts.keys import api_key_create
 from accounts.models import PublicAccount
-from messaging import delivery
-from messaging.delivery import PushRequest
+from messaging.streams import delivery
+from messaging.streams.delivery import PushRequest
 from tests.support.ids import fresh_user_id
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(30)]

@@ -26,8 +26,8 @@ from django.utils import timezone
 
 from accounts.keys import api_key_create
 from bridge_project.asgi import application
-from messaging.groups import user_group
 from messaging.models import IdempotencyRecord, InboxEntry, Message
+from messaging.streams.groups import user_group
 from tests.support.ids import fresh_user_id
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(30)]

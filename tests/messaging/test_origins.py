@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from django.test import override_settings
 
-from messaging.origins import origin_allowed, parse_origin
+from messaging.realtime.origins import origin_allowed, parse_origin
 
 ALLOWED = "https://app.example.com"
 

@@ -14,9 +14,9 @@ from django.db import connection
 from django.test import override_settings
 from django.utils import timezone
 
-from messaging import delivery, history, retention
-from messaging.delivery import PushRequest
 from messaging.models import IdempotencyRecord, InboxEntry, Message, UserSequence
+from messaging.streams import delivery, history, retention
+from messaging.streams.delivery import PushRequest
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(60)]
 

@@ -1,4 +1,5 @@
-"""Who receives a message (SPEC §1, §2, §6): messaging.recipients, pure functions.
+"""Who receives a message (SPEC §1, §2, §6): pure functions of
+messaging.streams.recipients.
 
 Mentioned handles arrive already resolved (canonical spelling, active accounts
 only); these tests are about what routing does with them.
@@ -8,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from messaging.recipients import (
+from messaging.streams.recipients import (
     DIRECT,
     MENTION,
     Recipient,

@@ -7,9 +7,9 @@ import threading
 import pytest
 from django.db import connection
 
-from messaging import delivery
-from messaging.delivery import PushRequest
 from messaging.models import InboxEntry, Message
+from messaging.streams import delivery
+from messaging.streams.delivery import PushRequest
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -1,4 +1,4 @@
-"""A process leaving (SPEC §11), in process: messaging.shutdown.Departure sends
+"""A process leaving (SPEC §11), in process: messaging.realtime.shutdown.Departure sends
 each connection away with 1001 `going_away` and removes the process's presence.
 
 The server side (stop listening, in-flight requests, the grace) is tested with
@@ -15,8 +15,9 @@ import pytest
 from channels.testing import WebsocketCommunicator
 
 from bridge_project.asgi import application
-from messaging import instance_registry, presence, shutdown
+from messaging import presence
 from messaging.instance import INSTANCE_NAME
+from messaging.realtime import instance_registry, shutdown
 from tests.support.ids import fresh_user_id
 
 pytestmark = pytest.mark.timeout(30)

@@ -24,8 +24,8 @@ from django.test import Client
 from accounts import selectors
 from accounts.models import PublicAccount
 from bridge_project.asgi import application
-from messaging import delivery
-from messaging.delivery import PushRequest
+from messaging.streams import delivery
+from messaging.streams.delivery import PushRequest
 from tests.support.ids import fresh_user_id
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(30)]

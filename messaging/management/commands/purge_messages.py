@@ -1,7 +1,7 @@
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from messaging.retention import purge
+from messaging.streams.retention import purge
 
 
 class Command(BaseCommand):

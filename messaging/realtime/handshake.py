@@ -19,8 +19,8 @@ from accounts.keys import (
 )
 from accounts.tokens import InvalidToken, token_user_id
 from messaging.frames import MAX_SEQ
-from messaging.origins import origin_allowed
-from messaging.session_auth import session_user
+from messaging.realtime.origins import origin_allowed
+from messaging.realtime.session_auth import session_user
 from messaging.ws_database import run_db
 
 SUBPROTOCOL = "bridge.v1"

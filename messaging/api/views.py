@@ -22,17 +22,18 @@ from rest_framework.views import APIView
 
 from accounts.authentication import caller_may, requires
 from bridge_project.api_errors import ServiceUnavailable
-from messaging import delivery, metrics
-from messaging.delivery import PushReceipt, PushRequest
-from messaging.event_log import log_event
-from messaging.instance import INSTANCE_NAME
-from messaging.serializers import (
+from messaging import metrics
+from messaging.api.serializers import (
     BatchReplySerializer,
     BatchSerializer,
     PushReplySerializer,
     PushSerializer,
     push_request_from,
 )
+from messaging.event_log import log_event
+from messaging.instance import INSTANCE_NAME
+from messaging.streams import delivery
+from messaging.streams.delivery import PushReceipt, PushRequest
 
 
 class PushView(APIView):

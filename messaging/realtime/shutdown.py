@@ -23,9 +23,10 @@ import random
 
 from redis.exceptions import RedisError
 
-from messaging import instance_registry, presence
-from messaging.heartbeat import Beating, heartbeat_for_loop
+from messaging import presence
 from messaging.instance import INSTANCE_NAME
+from messaging.realtime import instance_registry
+from messaging.realtime.heartbeat import Beating, heartbeat_for_loop
 
 logger = logging.getLogger(__name__)
 

@@ -24,20 +24,14 @@ from redis.exceptions import RedisError
 from accounts import selectors
 from accounts.mentions import mention_candidates
 from bridge_project import redis_health
-from messaging import (
-    frames,
-    groups,
-    idempotency,
-    metrics,
-    presence,
-    store,
-)
-from messaging.recipients import (
+from messaging import frames, metrics, presence
+from messaging.streams import groups, idempotency, store
+from messaging.streams.recipients import (
     DIRECT,
     client_message_recipients,
     decide_recipients,
 )
-from messaging.store import Planned
+from messaging.streams.store import Planned
 from messaging.ws_database import run_db
 
 logger = logging.getLogger(__name__)

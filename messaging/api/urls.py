@@ -1,6 +1,6 @@
 from django.urls import path
 
-from messaging import ops_views, views
+from messaging.api import ops_views, views
 
 urlpatterns = [
     path("sse/push", views.PushView.as_view(), name="push"),

@@ -1,6 +1,6 @@
 from django.urls import path, re_path
 
-from messaging.consumers import BridgeConsumer, UnknownPathConsumer
+from messaging.realtime.consumers import BridgeConsumer, UnknownPathConsumer
 
 websocket_urlpatterns = [
     path("ws", BridgeConsumer.as_asgi()),

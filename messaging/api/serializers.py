@@ -17,7 +17,7 @@ from bridge_project.api_fields import (
     StrictCharField,
     user_id_field,
 )
-from messaging.delivery import PushRequest
+from messaging.streams.delivery import PushRequest
 
 MAX_TARGETS = 1000
 

@@ -9,7 +9,9 @@ from typing import Any
 from django.conf import settings
 from redis.exceptions import RedisError
 
-from messaging import delivery, instance_registry, presence
+from messaging import presence
+from messaging.realtime import instance_registry
+from messaging.streams import delivery
 
 
 async def with_deadline(function: Callable[..., Awaitable[Any]], *args, **kwargs):

@@ -5,7 +5,7 @@ with a task each and an asyncio.wait over both, all alive for as long as the
 socket is open (about 3 KB per idle connection). Here one task moves the
 client's events into the channel's inbox (`ChannelInbox`, next to the layer's
 messages), and the consumer's own coroutine handles them one at a time in
-arrival order, as channels does. Bridge's consumer (messaging/consumers.py)
+arrival order, as channels does. Bridge's consumer (messaging/realtime/consumers.py)
 builds on it; nothing here knows about streams or frames.
 """
 

@@ -7,7 +7,7 @@ stored frames page by page, and only while the connection's send window has
 room: a client that does not read is closed with 4008 `slow_client` once more
 than BRIDGE_MAX_PENDING_BYTES wait unsent, and resumes with `last_seq`.
 
-`StreamSender` is a part of BridgeConsumer (messaging/consumers.py), which
+`StreamSender` is a part of BridgeConsumer (messaging/realtime/consumers.py), which
 provides `user_id`, `cursor`, `stream_lock`, `close_code`, `send` and
 `_close_with_error`.
 """
@@ -24,7 +24,8 @@ from bridge_project.daphne_send_window import (
     SendWindow,
     payload_bytes,
 )
-from messaging import frames, history, metrics
+from messaging import frames, metrics
+from messaging.streams import history
 from messaging.ws_database import run_db
 
 

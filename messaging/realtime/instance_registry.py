@@ -25,8 +25,8 @@ from django.conf import settings
 from redis.exceptions import RedisError
 
 from messaging import metrics, presence
-from messaging.heartbeat import local_connection_count
 from messaging.instance import INSTANCE_NAME, STARTED_AT
+from messaging.realtime.heartbeat import local_connection_count
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ logger = logging.getLogger(__name__)
 CHECK_SECONDS = 0.5
 
 _registrations: dict[asyncio.AbstractEventLoop, asyncio.Task] = {}
-# Loops whose process is leaving (messaging/shutdown.py): never registered again,
+# Loops whose process is leaving (realtime/shutdown.py): never registered again,
 # or the record removed on the way out would come back.
 _stopped: set[asyncio.AbstractEventLoop] = set()
 

@@ -13,8 +13,8 @@ from django.conf import settings
 
 from bridge_project import rate_limits
 from bridge_project.rate_limits import ConnectionWindow, Limit
-from messaging.frames import FrameError
-from messaging.handshake import HandshakeRefused
+from messaging.realtime.client_frames import FrameError
+from messaging.realtime.handshake import HandshakeRefused
 
 MINUTE = 60.0
 CONTROL_FRAME_TYPES = frozenset({"ping", "pong", "ack"})

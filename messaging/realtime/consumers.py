@@ -1,6 +1,6 @@
 """The WebSocket endpoint `/ws` (SPEC §2): handshake, group membership, frames in,
 layer events, cleanup. What goes out, in order and within the send budget, is
-messaging/outbound.py; the one-task event loop is messaging/single_task_consumer.py.
+outbound.py; the one-task event loop is single_task_consumer.py (both here).
 Decisions live in handshake, frames, delivery and history."""
 
 from __future__ import annotations
@@ -20,24 +20,18 @@ from redis.exceptions import RedisError
 from accounts.identifiers import is_user_id
 from bridge_project import redis_health
 from bridge_project.rate_limits import ConnectionWindow
-from messaging import (
-    delivery,
-    frames,
-    groups,
-    history,
-    metrics,
-    presence,
-    ws_limits,
-)
-from messaging.delivery import ClientMessage
+from messaging import frames, metrics, presence
 from messaging.event_log import log_event
-from messaging.frames import ClientFrame, FrameError
-from messaging.handshake import HandshakeRefused, authenticate, parse_handshake
-from messaging.heartbeat import heartbeat_for_loop
 from messaging.instance import INSTANCE_NAME
-from messaging.outbound import StreamSender
-from messaging.recipients import RoutingRefused
-from messaging.single_task_consumer import SingleTaskConsumer
+from messaging.realtime import client_frames, ws_limits
+from messaging.realtime.client_frames import ClientFrame, FrameError
+from messaging.realtime.handshake import HandshakeRefused, authenticate, parse_handshake
+from messaging.realtime.heartbeat import heartbeat_for_loop
+from messaging.realtime.outbound import StreamSender
+from messaging.realtime.single_task_consumer import SingleTaskConsumer
+from messaging.streams import delivery, groups, history
+from messaging.streams.delivery import ClientMessage
+from messaging.streams.recipients import RoutingRefused
 from messaging.ws_database import run_db
 
 logger = logging.getLogger(__name__)
@@ -274,7 +268,7 @@ class BridgeConsumer(StreamSender, SingleTaskConsumer):
         else:
             await self._close_with_error(1011, "unavailable", "try again later")
 
-    # --- heartbeat (called by messaging.heartbeat) -------------------------------
+    # --- heartbeat (called by messaging.realtime.heartbeat) ---------------------
 
     async def heartbeat(self, latest_seq: int) -> None:
         """Ping, re-join groups, and catch up on anything the live path missed."""
@@ -291,7 +285,7 @@ class BridgeConsumer(StreamSender, SingleTaskConsumer):
             metrics.messages_recovered_total.inc(recovered)
 
     def go_away(self, retry_after_ms: int) -> None:
-        """The process is shutting down (messaging/shutdown.py): close with 1001
+        """The process is shutting down (realtime/shutdown.py): close with 1001
         once whatever this connection is doing now is done, so that a message
         being stored still gets its ack."""
         self.channel_layer.inbox(self.channel_name).put_nowait(
@@ -315,7 +309,7 @@ class BridgeConsumer(StreamSender, SingleTaskConsumer):
                 await self.close(code=1009)
             return
         try:
-            frame = frames.parse_client_frame(text_data)
+            frame = client_frames.parse_client_frame(text_data)
             if frame.type in ws_limits.CONTROL_FRAME_TYPES:
                 if self.control_frames is None:
                     self.control_frames = ConnectionWindow()

@@ -24,10 +24,10 @@ from django.utils import timezone
 
 from messaging import metrics
 from messaging.models import InboxEntry, Message, UserSequence
-from messaging.recipients import Recipient
+from messaging.streams.recipients import Recipient
 
 if TYPE_CHECKING:
-    from messaging.delivery import PushRequest
+    from messaging.streams.delivery import PushRequest
 
 
 @dataclass

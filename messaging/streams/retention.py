@@ -11,8 +11,8 @@ from django.db import transaction
 from django.db.models import Exists, OuterRef, QuerySet
 from django.utils import timezone
 
-from messaging import idempotency
 from messaging.models import InboxEntry, Message, UserSequence
+from messaging.streams import idempotency
 
 BATCH = 1000
 

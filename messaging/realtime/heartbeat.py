@@ -6,7 +6,7 @@ Redis round trip, re-join every connection's groups and let each connection
 catch up from the store. The rewrite and re-join are what make a Redis that
 restarted empty, or a pub/sub subscription lost in a reconnect, heal within one
 interval without clients reconnecting. The instance's own entry (for
-/api/stats) is messaging.instance_registry's, written with or without
+/api/stats) is messaging.realtime.instance_registry's, written with or without
 connections.
 
 One task per loop instead of one per socket: at 5,000 idle connections it is
@@ -24,7 +24,8 @@ from django.conf import settings
 from django.db import DatabaseError
 from redis.exceptions import RedisError
 
-from messaging import frames, history, presence
+from messaging import frames, presence
+from messaging.streams import history
 from messaging.ws_database import run_db
 
 logger = logging.getLogger(__name__)
@@ -53,7 +54,7 @@ class Heartbeat:
             self._task = asyncio.get_running_loop().create_task(self._run())
 
     def stop(self) -> None:
-        """No more beats (the process is leaving, messaging/shutdown.py): a beat
+        """No more beats (the process is leaving, realtime/shutdown.py): a beat
         would re-register connections and the instance that are being removed."""
         self.stopped = True
         if self._task is not None:

@@ -15,7 +15,8 @@ from rest_framework.views import APIView
 from accounts.authentication import requires
 from accounts.identifiers import is_user_id
 from bridge_project.api_errors import ServiceUnavailable
-from messaging import delivery, history, operations
+from messaging.api import operations
+from messaging.streams import delivery, history
 
 MAX_PAGE = 1000
 

@@ -1,0 +1,112 @@
+"""Every frame a client sends is parsed here (SPEC §2); what goes back is built by
+messaging/frames.py."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from bridge_project import strict_json
+from messaging.frames import MAX_SEQ
+
+MAX_TEXT_CHARS = 4096
+MAX_REF_CHARS = 64
+CLIENT_FRAME_TYPES = ("ping", "pong", "message", "ack", "disconnect")
+
+
+class FrameError(Exception):
+    """A client frame that is refused; the connection stays open (SPEC §2)."""
+
+    def __init__(
+        self,
+        code: str,
+        message: str,
+        ref: str | None = None,
+        *,
+        retry_after_ms: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.ref = ref
+        self.retry_after_ms = retry_after_ms
+
+
+@dataclass(frozen=True)
+class ClientFrame:
+    type: str
+    ref: str | None = None
+    text: str | None = None
+    data: dict[str, Any] | None = None
+    to: str | None = None
+    seq: int | None = None
+
+
+def parse_client_frame(text: str | None) -> ClientFrame:
+    """Validate one incoming text frame; raises FrameError with SPEC's code."""
+    if text is None:
+        raise FrameError(
+            "invalid_frame", "binary frames are not accepted; send JSON text"
+        )
+    try:
+        payload = strict_json.loads(text)
+    except ValueError:
+        raise FrameError("invalid_json", "the frame is not valid JSON") from None
+    if not isinstance(payload, dict):
+        raise FrameError("invalid_frame", "a frame must be a JSON object")
+    ref = _optional_ref(payload)
+    frame_type = payload.get("type")
+    if not isinstance(frame_type, str) or frame_type not in CLIENT_FRAME_TYPES:
+        raise FrameError(
+            "invalid_frame",
+            f"'type' must be one of {', '.join(CLIENT_FRAME_TYPES)}",
+            ref,
+        )
+    if frame_type == "message":
+        return _parse_message(payload, ref)
+    if frame_type == "ack":
+        seq = payload.get("seq")
+        if not _is_seq(seq):
+            raise FrameError(
+                "invalid_frame", "'seq' must be an integer from 0 to 2**63 - 1", ref
+            )
+        return ClientFrame(type="ack", ref=ref, seq=seq)
+    return ClientFrame(type=frame_type, ref=ref)
+
+
+def _optional_ref(payload: dict[str, Any]) -> str | None:
+    ref = payload.get("ref")
+    if ref is None:
+        return None
+    if not isinstance(ref, str) or len(ref) > MAX_REF_CHARS:
+        # The ref cannot be echoed when it is itself the problem.
+        raise FrameError(
+            "invalid_frame",
+            f"'ref' must be a string of at most {MAX_REF_CHARS} characters",
+        )
+    return ref
+
+
+def _parse_message(payload: dict[str, Any], ref: str | None) -> ClientFrame:
+    text = payload.get("text")
+    if not isinstance(text, str) or not text:
+        raise FrameError("invalid_frame", "'text' must be a non-empty string", ref)
+    if len(text) > MAX_TEXT_CHARS:
+        raise FrameError(
+            "too_large", f"'text' is over {MAX_TEXT_CHARS} characters", ref
+        )
+    data = payload.get("data")
+    if data is not None and not isinstance(data, dict):
+        raise FrameError("invalid_frame", "'data' must be an object", ref)
+    to = payload.get("to")
+    if to is not None and not isinstance(to, str):
+        raise FrameError("invalid_frame", "'to' must be a user id", ref)
+    return ClientFrame(type="message", ref=ref, text=text, data=data, to=to)
+
+
+def _is_seq(value: object) -> bool:
+    """A seq a stream can have: stored in a signed 64-bit column (and beyond
+    2**53 a JavaScript client could not even hold it exactly)."""
+    return (
+        isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_SEQ
+    )

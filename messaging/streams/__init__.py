@@ -1,0 +1,2 @@
+"""The stream core: names, sequence, store, publish after commit, recovery,
+retention, idempotency. It never imports a door (realtime/, api/)."""
