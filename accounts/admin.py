@@ -35,10 +35,10 @@ class PublicAccountAdmin(admin.ModelAdmin):
             return "-"
         # Links into the read-only message store, so that accounts needs no
         # import of messaging (dependencies point one way).
-        received = reverse("admin:messaging_inboxentry_changelist")
+        received = reverse("admin:messaging_streamentry_changelist")
         sent = reverse("admin:messaging_message_changelist")
         return format_html(
-            '<a href="{}?user_id={}">received</a> · <a href="{}?sender={}">sent</a>',
+            '<a href="{}?stream=user:{}">received</a> · <a href="{}?sender={}">sent</a>',
             received,
             account.handle,
             sent,

@@ -93,14 +93,13 @@ class PerSocketHeartbeat:
             await presence.refresh([member.connection])
         except (RedisError, OSError) as exc:
             logger.warning("could not refresh presence: %s", type(exc).__name__)
-        user_id = member.connection.user_id
-        # database_sync_to_async(history.latest_seqs)({user_id}), DatabaseError
+        # database_sync_to_async(history.latest_seqs)(streams), DatabaseError
         # logged and read as {} as in the timer.
-        latest = await heartbeat._latest_seqs({user_id})
+        latest = await heartbeat._latest_seqs(set(member.streams()))
         try:
             # Bounded, so that a hung Redis cannot stop this socket's later beats.
             await asyncio.wait_for(
-                member.heartbeat(latest.get(user_id, 0)),
+                member.heartbeat(latest),
                 settings.BRIDGE_HEARTBEAT_INTERVAL,
             )
         except TimeoutError:

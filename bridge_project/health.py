@@ -17,7 +17,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.authentication import caller_may
-from messaging.streams import delivery
+from messaging.streams import publish
 
 logger = logging.getLogger(__name__)
 
@@ -59,8 +59,8 @@ def _check_database() -> str:
 
 def _check_layer() -> str:
     try:
-        async_to_sync(delivery.check_layer)()
-    except delivery.LayerUnavailable as exc:
+        async_to_sync(publish.check_layer)()
+    except publish.LayerUnavailable as exc:
         return _failed("channel_layer", exc.__cause__ or exc)
     return "ok"
 

@@ -179,6 +179,8 @@ BRIDGE_TOKEN_TTL = env_int("BRIDGE_TOKEN_TTL", 3600, minimum=1)
 BRIDGE_MAX_CONNECTIONS_PER_USER = env_int(
     "BRIDGE_MAX_CONNECTIONS_PER_USER", 5, minimum=1
 )
+# Topics one connection may subscribe to at once (SPEC §8 too_many_subscriptions).
+BRIDGE_MAX_SUBSCRIPTIONS = env_int("BRIDGE_MAX_SUBSCRIPTIONS", 100, minimum=1)
 BRIDGE_HEARTBEAT_INTERVAL = env_float("BRIDGE_HEARTBEAT_INTERVAL", 30.0, minimum=0.1)
 BRIDGE_HEARTBEAT_TIMEOUT = env_float("BRIDGE_HEARTBEAT_TIMEOUT", 60.0, minimum=0.1)
 # How long a process may take to leave on SIGTERM (SPEC §11): clients sent

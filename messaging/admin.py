@@ -1,4 +1,5 @@
-"""The message store in the admin (read-only), and live presence for bots."""
+"""The message store in the admin (read-only), topic namespaces and members,
+and live presence for bots."""
 
 import threading
 
@@ -10,8 +11,9 @@ from accounts.admin import PublicAccountAdmin
 from accounts.models import PublicAccount
 from messaging import presence
 from messaging.api import operations
-from messaging.models import InboxEntry, Message
-from messaging.streams import delivery
+from messaging.models import Message, StreamEntry, TopicMember, TopicNamespace
+from messaging.streams import publish
+from messaging.streams.namespaces import forget_cached_rules
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -30,24 +32,54 @@ class MessageAdmin(ReadOnlyAdmin):
     date_hierarchy = "created_at"
 
 
-@admin.register(InboxEntry)
-class InboxEntryAdmin(ReadOnlyAdmin):
-    list_display = ("user_id", "seq", "event", "sender", "created_at")
-    search_fields = ("user_id",)
+@admin.register(StreamEntry)
+class StreamEntryAdmin(ReadOnlyAdmin):
+    list_display = ("stream", "seq", "event", "sender", "created_at")
+    search_fields = ("=stream",)
     list_select_related = ("message",)
     ordering = ("-message__created_at", "-seq")
 
     @admin.display(ordering="message__event")
-    def event(self, entry: InboxEntry) -> str:
+    def event(self, entry: StreamEntry) -> str:
         return entry.message.event
 
     @admin.display(ordering="message__sender")
-    def sender(self, entry: InboxEntry) -> str | None:
+    def sender(self, entry: StreamEntry) -> str | None:
         return entry.message.sender
 
     @admin.display(ordering="message__created_at")
-    def created_at(self, entry: InboxEntry):
+    def created_at(self, entry: StreamEntry):
         return entry.message.created_at
+
+
+@admin.register(TopicNamespace)
+class TopicNamespaceAdmin(admin.ModelAdmin):
+    list_display = (
+        "name",
+        "subscribe",
+        "client_publish",
+        "history_size",
+        "history_ttl",
+        "presence",
+        "join_leave",
+        "receipts",
+    )
+    readonly_fields = ("created_at", "updated_at")
+
+    def get_readonly_fields(self, request: HttpRequest, obj=None):
+        # The name is the primary key: renaming would orphan its topics.
+        return (*self.readonly_fields, "name") if obj else self.readonly_fields
+
+    def save_model(self, request, obj, form, change) -> None:
+        super().save_model(request, obj, form, change)
+        forget_cached_rules()  # this process at once; others within seconds
+
+
+@admin.register(TopicMember)
+class TopicMemberAdmin(admin.ModelAdmin):
+    list_display = ("topic", "user_id", "added_at")
+    search_fields = ("=topic", "=user_id")
+    ordering = ("topic", "user_id")
 
 
 # accounts never imports messaging, so the bot list gets its live column here.
@@ -72,7 +104,7 @@ class PublicAccountWithPresenceAdmin(PublicAccountAdmin):
             self._counts.value = async_to_sync(operations.with_deadline)(
                 presence.connection_counts, handles
             )
-        except delivery.LayerUnavailable:
+        except publish.LayerUnavailable:
             self._counts.value = None
         return super().changelist_view(request, extra_context)
 

@@ -11,7 +11,7 @@ from django.urls import reverse
 
 from accounts.identifiers import is_user_id
 from messaging.api import operations
-from messaging.streams import delivery
+from messaging.streams import publish
 
 PAGE = 100
 
@@ -30,7 +30,7 @@ def live_connections(request: HttpRequest) -> HttpResponse:
             for user in online["users"]
         ]
         error = None
-    except delivery.LayerUnavailable:
+    except publish.LayerUnavailable:
         online, users, error = {"count": 0}, [], "Redis is unreachable."
     context = {
         **admin.site.each_context(request),
@@ -52,7 +52,7 @@ def _disconnect(request: HttpRequest) -> HttpResponse:
         try:
             closed = _run(operations.disconnect_user, user_id)
             messages.success(request, f"Closed {closed} connection(s) of {user_id}.")
-        except delivery.LayerUnavailable:
+        except publish.LayerUnavailable:
             messages.error(request, "Redis is unreachable; nothing was closed.")
     return HttpResponseRedirect(reverse("live-connections"))
 

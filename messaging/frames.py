@@ -57,8 +57,11 @@ def message_frame(
     data: Any,
     created_at: datetime,
     mentions: list[str],
+    topic: str | None = None,
 ) -> dict[str, Any]:
-    return {
+    """SPEC §3; a topic message, and a bot's mention copy of one, add `topic`
+    (§8): where it was published."""
+    frame = {
         "type": "message",
         "id": message_id,
         "seq": seq,
@@ -69,10 +72,18 @@ def message_frame(
         "timestamp": format_time(created_at),
         "mentions": mentions,
     }
+    if topic is not None:
+        frame["topic"] = topic
+    return frame
 
 
-def history_truncated_frame(*, oldest_seq: int) -> dict[str, Any]:
-    return {"type": "history_truncated", "oldest_seq": oldest_seq}
+def history_truncated_frame(
+    *, oldest_seq: int, topic: str | None = None
+) -> dict[str, Any]:
+    frame: dict[str, Any] = {"type": "history_truncated", "oldest_seq": oldest_seq}
+    if topic is not None:
+        frame["topic"] = topic
+    return frame
 
 
 def ping_frame() -> dict[str, Any]:
@@ -83,8 +94,43 @@ def pong_frame() -> dict[str, Any]:
     return {"type": "pong", "timestamp": now_text()}
 
 
-def ack_frame(*, ref: str | None, message_id: str, recipients: list[str]) -> dict:
-    return {"type": "ack", "ref": ref, "id": message_id, "recipients": recipients}
+def ack_frame(
+    *,
+    ref: str | None,
+    message_id: str,
+    recipients: list[str],
+    topic: str | None = None,
+    seq: int | None = None,
+) -> dict:
+    frame = {"type": "ack", "ref": ref, "id": message_id, "recipients": recipients}
+    if topic is not None:  # SPEC §8: a message published to a topic
+        frame["topic"] = topic
+        frame["seq"] = seq
+    return frame
+
+
+def subscribed_frame(
+    *, topic: str, seq: int | None, recovered: bool, ref: str | None
+) -> dict[str, Any]:
+    frame = {"type": "subscribed", "topic": topic, "seq": seq, "recovered": recovered}
+    if ref is not None:
+        frame["ref"] = ref
+    return frame
+
+
+def unsubscribed_frame(
+    *, topic: str, reason: str, ref: str | None = None
+) -> dict[str, Any]:
+    frame = {"type": "unsubscribed", "topic": topic, "reason": reason}
+    if ref is not None:
+        frame["ref"] = ref
+    return frame
+
+
+def presence_change_frame(kind: str, *, topic: str, user_id: str) -> dict[str, Any]:
+    """`join` (a user's first connection subscribed) or `leave` (its last one
+    left), SPEC §8."""
+    return {"type": kind, "topic": topic, "user_id": user_id}
 
 
 def error_frame(
@@ -93,10 +139,13 @@ def error_frame(
     ref: str | None = None,
     *,
     retry_after_ms: int | None = None,
+    topic: str | None = None,
 ) -> dict[str, Any]:
     frame: dict[str, Any] = {"type": "error", "code": code, "message": message}
     if ref is not None:
         frame["ref"] = ref
+    if topic is not None:  # SPEC §8: refusals of subscribe/unsubscribe
+        frame["topic"] = topic
     if retry_after_ms is not None:  # SPEC §11: when a retry may succeed
         frame["retry_after_ms"] = retry_after_ms
     return frame

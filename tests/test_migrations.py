@@ -6,7 +6,7 @@ import pytest
 from django.core.management import call_command
 from django.test import Client
 
-from messaging.models import InboxEntry
+from messaging.models import StreamEntry
 
 
 @pytest.mark.django_db
@@ -15,12 +15,12 @@ def test_no_model_change_lacks_a_migration():
     call_command("makemigrations", "--check", "--dry-run", verbosity=0)
 
 
-def test_inbox_entries_are_plural_in_english():
-    assert InboxEntry._meta.verbose_name_plural == "inbox entries"
+def test_stream_entries_are_plural_in_english():
+    assert StreamEntry._meta.verbose_name_plural == "stream entries"
 
 
 @pytest.mark.django_db
-def test_the_admin_index_lists_inbox_entries(admin_client: Client):
+def test_the_admin_index_lists_stream_entries(admin_client: Client):
     page = admin_client.get("/admin/").content.decode()
-    assert "Inbox entries" in page
-    assert "Inbox entrys" not in page
+    assert "Stream entries" in page
+    assert "Stream entrys" not in page

@@ -11,7 +11,7 @@ from redis.exceptions import RedisError
 
 from messaging import presence
 from messaging.realtime import instance_registry
-from messaging.streams import delivery
+from messaging.streams import publish
 
 
 async def with_deadline(function: Callable[..., Awaitable[Any]], *args, **kwargs):
@@ -20,7 +20,7 @@ async def with_deadline(function: Callable[..., Awaitable[Any]], *args, **kwargs
         async with asyncio.timeout(settings.BRIDGE_LAYER_TIMEOUT):
             return await function(*args, **kwargs)
     except (RedisError, OSError, TimeoutError) as exc:
-        raise delivery.LayerUnavailable(type(exc).__name__) from exc
+        raise publish.LayerUnavailable(type(exc).__name__) from exc
 
 
 async def cluster_stats() -> dict[str, Any]:
@@ -64,5 +64,5 @@ async def user_connections(user_id: str) -> list[dict[str, Any]]:
 async def disconnect_user(user_id: str) -> int:
     """Close every connection of the user, on every instance, with 4000."""
     counts = await presence.connection_counts([user_id])
-    await delivery.disconnect_user(user_id)
+    await publish.disconnect_user(user_id)
     return counts.get(user_id, 0)

@@ -16,7 +16,8 @@ from accounts.authentication import requires
 from accounts.identifiers import is_user_id
 from bridge_project.api_errors import ServiceUnavailable
 from messaging.api import operations
-from messaging.streams import delivery, history
+from messaging.streams import history, publish
+from messaging.streams.names import personal_stream
 
 MAX_PAGE = 1000
 
@@ -110,7 +111,7 @@ class UserMessagesView(OpsView):
         after_seq = _int_param(request, "after_seq", default=0)
         limit = _int_param(request, "limit", default=100, maximum=MAX_PAGE, minimum=1)
         messages, next_after = history.messages_page(
-            user_id, after_seq=after_seq, limit=limit
+            personal_stream(user_id), after_seq=after_seq, limit=limit
         )
         return Response({"messages": messages, "next_after_seq": next_after})
 
@@ -118,7 +119,7 @@ class UserMessagesView(OpsView):
 def _from_redis(function, *args, **kwargs):
     try:
         return async_to_sync(operations.with_deadline)(function, *args, **kwargs)
-    except delivery.LayerUnavailable as exc:
+    except publish.LayerUnavailable as exc:
         raise ServiceUnavailable() from exc
 
 

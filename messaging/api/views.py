@@ -32,7 +32,7 @@ from messaging.api.serializers import (
 )
 from messaging.event_log import log_event
 from messaging.instance import INSTANCE_NAME
-from messaging.streams import delivery
+from messaging.streams import delivery, publish
 from messaging.streams.delivery import PushReceipt, PushRequest
 
 
@@ -125,7 +125,7 @@ def deliver(
     pushes = authorize(request, pushes)
     try:
         receipts = delivery.push_batch(pushes, idempotency_scope=_caller_scope(request))
-    except (delivery.LayerUnavailable, DatabaseError) as exc:
+    except (publish.LayerUnavailable, DatabaseError) as exc:
         metrics.pushes_unavailable_total.inc()
         raise ServiceUnavailable() from exc
     elapsed = time.perf_counter() - started

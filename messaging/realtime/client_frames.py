@@ -8,10 +8,19 @@ from typing import Any
 
 from bridge_project import strict_json
 from messaging.frames import MAX_SEQ
+from messaging.streams.names import InvalidTopic, parse_topic
 
 MAX_TEXT_CHARS = 4096
 MAX_REF_CHARS = 64
-CLIENT_FRAME_TYPES = ("ping", "pong", "message", "ack", "disconnect")
+CLIENT_FRAME_TYPES = (
+    "ping",
+    "pong",
+    "message",
+    "ack",
+    "disconnect",
+    "subscribe",
+    "unsubscribe",
+)
 
 
 class FrameError(Exception):
@@ -24,12 +33,14 @@ class FrameError(Exception):
         ref: str | None = None,
         *,
         retry_after_ms: int | None = None,
+        topic: str | None = None,
     ) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.ref = ref
         self.retry_after_ms = retry_after_ms
+        self.topic = topic
 
 
 @dataclass(frozen=True)
@@ -40,6 +51,9 @@ class ClientFrame:
     data: dict[str, Any] | None = None
     to: str | None = None
     seq: int | None = None
+    topic: str | None = None
+    # `subscribe`: recover the messages after this seq (SPEC §8).
+    since: int | None = None
 
 
 def parse_client_frame(text: str | None) -> ClientFrame:
@@ -64,6 +78,8 @@ def parse_client_frame(text: str | None) -> ClientFrame:
         )
     if frame_type == "message":
         return _parse_message(payload, ref)
+    if frame_type in ("subscribe", "unsubscribe"):
+        return _parse_subscription(frame_type, payload, ref)
     if frame_type == "ack":
         seq = payload.get("seq")
         if not _is_seq(seq):
@@ -101,7 +117,43 @@ def _parse_message(payload: dict[str, Any], ref: str | None) -> ClientFrame:
     to = payload.get("to")
     if to is not None and not isinstance(to, str):
         raise FrameError("invalid_frame", "'to' must be a user id", ref)
-    return ClientFrame(type="message", ref=ref, text=text, data=data, to=to)
+    topic = payload.get("topic")
+    if topic is not None:
+        if to is not None:
+            raise FrameError(
+                "invalid_frame", "give 'to' or 'topic', not both", ref, topic=None
+            )
+        topic = _topic(payload, ref)
+    return ClientFrame(
+        type="message", ref=ref, text=text, data=data, to=to, topic=topic
+    )
+
+
+def _parse_subscription(
+    frame_type: str, payload: dict[str, Any], ref: str | None
+) -> ClientFrame:
+    topic = _topic(payload, ref)
+    since = payload.get("since")
+    if frame_type == "unsubscribe" or since is None:
+        return ClientFrame(type=frame_type, ref=ref, topic=topic)
+    if not _is_seq(since):
+        raise FrameError(
+            "invalid_frame",
+            "'since' must be an integer from 0 to 2**63 - 1",
+            ref,
+            topic=topic,
+        )
+    return ClientFrame(type=frame_type, ref=ref, topic=topic, since=since)
+
+
+def _topic(payload: dict[str, Any], ref: str | None) -> str:
+    value = payload.get("topic")
+    try:
+        return str(parse_topic(value))
+    except InvalidTopic as exc:
+        # Echoed only when it is a string short enough to be a topic at all.
+        echo = value if isinstance(value, str) and len(value) <= 161 else None
+        raise FrameError("invalid_frame", str(exc), ref, topic=echo) from None
 
 
 def _is_seq(value: object) -> bool:

@@ -1,7 +1,8 @@
-"""The WebSocket endpoint `/ws` (SPEC §2): handshake, group membership, frames in,
-layer events, cleanup. What goes out, in order and within the send budget, is
-outbound.py; the one-task event loop is single_task_consumer.py (both here).
-Decisions live in handshake, frames, delivery and history."""
+"""The WebSocket endpoint `/ws` (SPEC §2, §8): handshake, group membership,
+frames in, layer events, cleanup. What goes out, in order and within the send
+budget, is outbound.py; topic subscriptions are subscriptions.py; the one-task
+event loop is single_task_consumer.py (all here). Decisions live in the
+stream core (messaging/streams/)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import logging
 import time
 import uuid
 from collections import deque
+from collections.abc import Mapping
 
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
@@ -29,9 +31,12 @@ from messaging.realtime.handshake import HandshakeRefused, authenticate, parse_h
 from messaging.realtime.heartbeat import heartbeat_for_loop
 from messaging.realtime.outbound import StreamSender
 from messaging.realtime.single_task_consumer import SingleTaskConsumer
-from messaging.streams import delivery, groups, history
+from messaging.realtime.subscriptions import TopicSubscriber
+from messaging.streams import delivery, groups, history, publish, topics
 from messaging.streams.delivery import ClientMessage
+from messaging.streams.names import personal_stream
 from messaging.streams.recipients import RoutingRefused
+from messaging.streams.topics import TopicRefused
 from messaging.ws_database import run_db
 
 logger = logging.getLogger(__name__)
@@ -45,7 +50,7 @@ def _unavailable() -> HandshakeRefused:
     return HandshakeRefused(1013, "unavailable", "try again later")
 
 
-class BridgeConsumer(StreamSender, SingleTaskConsumer):
+class BridgeConsumer(TopicSubscriber, StreamSender, SingleTaskConsumer):
     connection_id = ""
     user_id: str | None = None
     close_code: int | None = None
@@ -101,11 +106,12 @@ class BridgeConsumer(StreamSender, SingleTaskConsumer):
             for outcome in outcomes:
                 if isinstance(outcome, BaseException):
                     raise outcome
-            newest = await self._newest_seq(user_id)
+            newest = await self._newest_seq(personal_stream(user_id))
         except HandshakeRefused as refusal:
             await self._refuse_handshake(refusal)
             return
         self.user_id = user_id
+        self.stream = personal_stream(user_id)
         # Joined before reading `newest`: anything stored later is sent after our
         # subscription exists, so live delivery has no hole at the start. The lock
         # keeps the heartbeat's catch-up out until the resume is done.
@@ -135,7 +141,9 @@ class BridgeConsumer(StreamSender, SingleTaskConsumer):
                 )
             )
             if self.cursor < newest:
-                await self._send_stored(upto_seq=newest, announce_truncation=True)
+                await self._send_stored(
+                    self.stream, upto_seq=newest, announce_truncation=True
+                )
 
     async def disconnect(self, code: int) -> None:
         await self._leave(code)
@@ -209,14 +217,15 @@ class BridgeConsumer(StreamSender, SingleTaskConsumer):
         for group in self.joined_groups:
             await self.channel_layer.group_add(group, self.channel_name)
 
-    async def _newest_seq(self, user_id: str) -> int:
+    async def _newest_seq(self, stream: str) -> int:
         try:
-            return await run_db(history.last_seq, user_id)
+            return await run_db(history.last_seq, stream)
         except DatabaseError:
             logger.exception("database unavailable during handshake")
             raise _unavailable() from None
 
     async def _undo_registration(self) -> None:
+        await self.leave_every_topic()
         if self.joined:
             for group in self.joined_groups:
                 await self.channel_layer.group_discard(group, self.channel_name)
@@ -270,18 +279,28 @@ class BridgeConsumer(StreamSender, SingleTaskConsumer):
 
     # --- heartbeat (called by messaging.realtime.heartbeat) ---------------------
 
-    async def heartbeat(self, latest_seq: int) -> None:
-        """Ping, re-join groups, and catch up on anything the live path missed."""
+    def streams(self) -> list[str]:
+        """Every stream this connection reads: its own, then its topics."""
+        return [self.stream, *(self.topics or ())]
+
+    async def heartbeat(self, latest: Mapping[str, int]) -> None:
+        """Ping, re-join groups, and catch up on anything the live path missed;
+        `latest` is the last seq handed out per stream."""
         if self.leaving or self.close_code is not None:
             return  # closing, or disconnect() has begun: re-joining would leak
         # With the pub/sub layer this is local bookkeeping once the group is
         # subscribed, so no per-connection timer; it re-subscribes if needed.
         with contextlib.suppress(*LAYER_ERRORS):
             await self._add_to_groups()
+            await self.rejoin_topic_groups()
         await self._send_frame(frames.ping_frame())
-        if latest_seq > self.cursor:
+        for stream in self.streams():
+            newest = latest.get(stream, 0)
+            cursor = self.cursor_of(stream)
+            if cursor is None or newest <= cursor:
+                continue
             async with self.stream_lock:
-                recovered = await self._send_stored(upto_seq=latest_seq)
+                recovered = await self._send_stored(stream, upto_seq=newest)
             metrics.messages_recovered_total.inc(recovered)
 
     def go_away(self, retry_after_ms: int) -> None:
@@ -336,14 +355,21 @@ class BridgeConsumer(StreamSender, SingleTaskConsumer):
         await ws_limits.count_client_message(self.user_id, frame.ref)
         if frame.to is not None and not is_user_id(frame.to):
             raise FrameError("invalid_frame", "'to' must be a user id", frame.ref)
+        if frame.topic is not None:
+            await self._may_publish(frame)
         message = ClientMessage(
-            sender=self.user_id, text=frame.text, data=frame.data, to=frame.to
+            sender=self.user_id,
+            text=frame.text,
+            data=frame.data,
+            to=frame.to,
+            topic=frame.topic,
+            channel=self.channel_name,
         )
         try:
             receipt = await delivery.send_client_message(message)
-        except RoutingRefused as refused:
+        except (RoutingRefused, TopicRefused) as refused:
             raise FrameError(refused.code, refused.message, frame.ref) from None
-        except (delivery.LayerUnavailable, DatabaseError):
+        except (publish.LayerUnavailable, DatabaseError):
             raise FrameError("unavailable", "try again later", frame.ref) from None
         log_event(
             "client_message",
@@ -358,8 +384,23 @@ class BridgeConsumer(StreamSender, SingleTaskConsumer):
                 ref=frame.ref,
                 message_id=receipt.message_id,
                 recipients=[r.user_id for r in receipt.recipients],
+                topic=receipt.topic,
+                seq=receipt.topic_seq,
             )
         )
+
+    async def _may_publish(self, frame: ClientFrame) -> None:
+        try:
+            await run_db(
+                topics.may_publish,
+                user_id=self.user_id,
+                topic=frame.topic,
+                subscribed=self.cursor_of(frame.topic) is not None,
+            )
+        except TopicRefused as refused:
+            raise FrameError(
+                refused.code, refused.message, frame.ref, topic=frame.topic
+            ) from None
 
     async def _refuse_frame(self, error: FrameError) -> None:
         metrics.frames_refused_total.labels(code=error.code).inc()
@@ -385,6 +426,7 @@ class BridgeConsumer(StreamSender, SingleTaskConsumer):
                 error.message,
                 error.ref,
                 retry_after_ms=error.retry_after_ms,
+                topic=error.topic,
             )
         )
 

@@ -18,13 +18,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Mapping
 from typing import Protocol
 
 from django.conf import settings
 from django.db import DatabaseError
 from redis.exceptions import RedisError
 
-from messaging import frames, presence
+from messaging import frames, presence, topic_presence
 from messaging.streams import history
 from messaging.ws_database import run_db
 
@@ -36,7 +37,8 @@ class Beating(Protocol):
     connection: presence.ConnectionInfo
 
     async def heartbeat_timed_out(self) -> None: ...
-    async def heartbeat(self, latest_seq: int) -> None: ...
+    async def heartbeat(self, latest: Mapping[str, int]) -> None: ...
+    def streams(self) -> list[str]: ...
     def go_away(self, retry_after_ms: int) -> None: ...
 
 
@@ -94,15 +96,19 @@ class Heartbeat:
             for member in alive:
                 member.connection.last_seen = seen
             await presence.refresh([member.connection for member in alive])
+            subscriptions = [
+                (topic, member.connection)
+                for member in alive
+                for topic in member.streams()[1:]
+            ]
+            if subscriptions:
+                await topic_presence.refresh(subscriptions)
         except (RedisError, OSError) as exc:
             logger.warning("could not refresh presence: %s", type(exc).__name__)
-        latest = await _latest_seqs({m.connection.user_id for m in alive})
+        latest = await _latest_seqs({s for m in alive for s in m.streams()})
         # One connection failing (say, closing mid-beat) must not stop the others.
         beats = asyncio.gather(
-            *(
-                member.heartbeat(latest.get(member.connection.user_id, 0))
-                for member in alive
-            ),
+            *(member.heartbeat(latest) for member in alive),
             return_exceptions=True,
         )
         try:
@@ -118,11 +124,11 @@ class Heartbeat:
                 logger.warning("heartbeat of one connection failed: %r", outcome)
 
 
-async def _latest_seqs(user_ids: set[str]) -> dict[str, int]:
-    if not user_ids:
+async def _latest_seqs(streams: set[str]) -> dict[str, int]:
+    if not streams:
         return {}
     try:
-        return await run_db(history.latest_seqs, user_ids)
+        return await run_db(history.latest_seqs, streams)
     except DatabaseError as exc:
         logger.warning("heartbeat could not read seqs: %s", type(exc).__name__)
         return {}

@@ -1,20 +1,24 @@
-"""What a connection sends, in order and within its budget (SPEC §2, §5, §11).
+"""What a connection sends, in order and within its budget (SPEC §2, §5, §8, §11).
 
-The cursor is the highest `seq` this connection has sent. Live events are sent
-in `seq` order: one already sent is dropped, one that skips ahead first has the
-gap filled from the store. Resume, gap fill and the heartbeat's catch-up write
-stored frames page by page, and only while the connection's send window has
-room: a client that does not read is closed with 4008 `slow_client` once more
-than BRIDGE_MAX_PENDING_BYTES wait unsent, and resumes with `last_seq`.
+A connection reads several streams: its user's personal stream and every topic
+it subscribes to. Per stream, the cursor is the highest `seq` this connection
+has sent. Live events are sent in `seq` order: one already sent is dropped, one
+that skips ahead first has the gap filled from the store. Resume, gap fill
+and the heartbeat's catch-up write stored frames page by page, and only while
+the connection's send window has room: a client that does not read is closed
+with 4008 `slow_client` once more than BRIDGE_MAX_PENDING_BYTES wait unsent,
+and resumes with `last_seq`.
 
 `StreamSender` is a part of BridgeConsumer (messaging/realtime/consumers.py), which
-provides `user_id`, `cursor`, `stream_lock`, `close_code`, `send` and
+provides `user_id`, `stream` (the personal one), `cursor` (its cursor),
+`topics` (topic -> TopicState), `stream_lock`, `close_code`, `send` and
 `_close_with_error`.
 """
 
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 
 from django.conf import settings
 
@@ -26,12 +30,25 @@ from bridge_project.daphne_send_window import (
 )
 from messaging import frames, metrics
 from messaging.streams import history
+from messaging.streams.namespaces import NamespaceRules
 from messaging.ws_database import run_db
+
+
+@dataclass(slots=True)
+class TopicState:
+    """One subscription of a connection: its cursor in the topic's stream."""
+
+    cursor: int
+    rules: NamespaceRules
 
 
 class StreamSender:
     user_id: str | None
+    stream: str
     cursor: int
+    # Made on the first subscribe: most connections never subscribe.
+    topics: dict[str, TopicState] | None = None
+    channel_name: str
     close_code: int | None
     stream_lock: asyncio.Lock
     # What the server has not yet written to this socket (daphne only).
@@ -42,53 +59,79 @@ class StreamSender:
         self.send_window = self.scope.get("extensions", {}).get(SCOPE_EXTENSION)
 
     async def bridge_deliver(self, event: dict) -> None:
-        """A message for this connection's user (or everyone); sent in seq order."""
+        """A message for one of this connection's streams (or for everyone);
+        each stream's messages are sent in seq order."""
         if self.user_id is None or self.close_code is not None:
             return  # a refused handshake's groups, or closing: resume has it
         seq = event["seq"]
+        stream = event.get("stream") or (None if seq is None else self.stream)
+        if stream is not None and self.cursor_of(stream) is None:
+            return  # a topic this connection has just left
+        # The connection that published a topic message gets no copy (§8).
+        own = event.get("exclude") == self.channel_name
         if seq is None:
-            await self._send_text(event["frame"])
-            metrics.messages_delivered_total.inc()
+            if not own:
+                await self._send_text(event["frame"])
+                metrics.messages_delivered_total.inc()
             return
         async with self.stream_lock:
-            if seq <= self.cursor:
-                return  # already sent, from the store or an earlier event
-            if seq > self.cursor + 1:
+            cursor = self.cursor_of(stream)
+            if cursor is None or seq <= cursor:
+                return  # left meanwhile; or already sent, from the store or before
+            if seq > cursor + 1:
                 # An earlier message's event is late or lost: the store has it.
-                recovered = await self._send_stored(upto_seq=seq - 1)
+                recovered = await self._send_stored(stream, upto_seq=seq - 1)
                 metrics.messages_recovered_total.inc(recovered)
                 if self.close_code is not None:
                     return
-            await self._send_text(event["frame"])
-            metrics.messages_delivered_total.inc()
-            self.cursor = seq
+            if not own:
+                await self._send_text(event["frame"])
+                metrics.messages_delivered_total.inc()
+            self._move_cursor(stream, seq)
 
-    async def _send_stored(self, *, upto_seq: int, announce_truncation=False) -> int:
-        """Send stored messages after the cursor up to `upto_seq`, page by page."""
+    def cursor_of(self, stream: str) -> int | None:
+        """This connection's cursor in a stream; None when it does not read it."""
+        if stream == self.stream:
+            return self.cursor
+        state = self.topics.get(stream) if self.topics else None
+        return None if state is None else state.cursor
+
+    def _move_cursor(self, stream: str, seq: int) -> None:
+        if stream == self.stream:
+            self.cursor = seq
+        elif self.topics and stream in self.topics:
+            self.topics[stream].cursor = seq
+
+    async def _send_stored(
+        self, stream: str, *, upto_seq: int, announce_truncation: bool = False
+    ) -> int:
+        """Send the stream's stored messages after its cursor up to `upto_seq`,
+        page by page."""
         sent = 0
-        while self.cursor < upto_seq and self.close_code is None:
+        cursor = self.cursor_of(stream)
+        while cursor is not None and cursor < upto_seq and self.close_code is None:
             page = await run_db(
-                history.frames_after,
-                self.user_id,
-                after_seq=self.cursor,
-                upto_seq=upto_seq,
+                history.frames_after, stream, after_seq=cursor, upto_seq=upto_seq
             )
             if not page:
                 break
-            if announce_truncation and sent == 0 and page[0].seq > self.cursor + 1:
+            if announce_truncation and sent == 0 and page[0].seq > cursor + 1:
+                topic = None if stream == self.stream else stream
                 await self._send_frame(
-                    frames.history_truncated_frame(oldest_seq=page[0].seq)
+                    frames.history_truncated_frame(oldest_seq=page[0].seq, topic=topic)
                 )
             for stored in page:
                 if not await self._send_paced(stored.text):
                     metrics.messages_delivered_total.inc(sent)
                     return sent  # closed as slow: the client resumes from its seq
-                self.cursor = stored.seq
+                cursor = stored.seq
+                self._move_cursor(stream, cursor)
                 sent += 1
             if len(page) < history.PAGE_SIZE:
                 break
         # A seq missing from the store (purged by retention) is stepped over.
-        self.cursor = max(self.cursor, upto_seq)
+        if cursor is not None and cursor < upto_seq:
+            self._move_cursor(stream, upto_seq)
         metrics.messages_delivered_total.inc(sent)
         return sent
 

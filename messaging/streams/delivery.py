@@ -1,22 +1,21 @@
-"""push and push_batch: store, assign seqs, then send through the channel layer.
+"""push and push_batch: store, assign seqs, then publish (SPEC §5, §6, §8).
 
-The only module that talks to the channel layer. Layer events are sent only
+A push goes to users' personal streams (`user_id`, `user_ids`), to a topic, or
+to everyone (broadcast). Layer events are published (streams/publish.py) only
 after the transaction that stored the message has committed, so a client can
-never receive a message the store does not have (SPEC §5).
+never receive a message the store does not have.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import IntegrityError
 from redis.exceptions import RedisError
@@ -24,21 +23,33 @@ from redis.exceptions import RedisError
 from accounts import selectors
 from accounts.mentions import mention_candidates
 from bridge_project import redis_health
-from messaging import frames, metrics, presence
+from messaging import frames, metrics, presence, topic_presence
 from messaging.streams import groups, idempotency, store
+from messaging.streams.names import (
+    parse_topic,
+    personal_stream,
+    stream_group,
+    stream_owner,
+)
+from messaging.streams.namespaces import namespace_rules
+from messaging.streams.publish import (
+    LayerUnavailable,
+    Outgoing,
+    check_layer,
+    deliver_event,
+    publish,
+    publish_blocking,
+)
 from messaging.streams.recipients import (
     DIRECT,
     client_message_recipients,
     decide_recipients,
+    topic_message_recipients,
 )
 from messaging.streams.store import Planned
 from messaging.ws_database import run_db
 
 logger = logging.getLogger(__name__)
-
-
-class LayerUnavailable(Exception):
-    """The channel layer (Redis) could not take the events in time."""
 
 
 @dataclass(frozen=True)
@@ -54,6 +65,9 @@ class PushRequest:
     # Where mentions are looked for: `message`, i.e. `data.text`.
     text: str | None = None
     idempotency_key: str | None = None
+    # A topic push (SPEC §8): stored once in the topic's stream; `targets` is
+    # empty and mentioned bots get personal copies saying where.
+    topic: str | None = None
 
 
 @dataclass(frozen=True)
@@ -71,6 +85,9 @@ class PushReceipt:
     recipients: tuple[RecipientReceipt, ...] = ()
     broadcast: bool = False
     online_users: int = 0
+    topic: str | None = None
+    topic_seq: int | None = None
+    subscribers: int = 0
     # The first reply, when this push repeated an idempotency key (SPEC §5).
     replayed: dict[str, Any] | None = None
 
@@ -84,6 +101,18 @@ class PushReceipt:
                 "broadcast": True,
                 "online_users": self.online_users,
             }
+        recipients = self._recipients_reply()
+        if self.topic is not None:
+            return {
+                "id": self.message_id,
+                "topic": self.topic,
+                "seq": self.topic_seq,
+                "subscribers": self.subscribers,
+                "recipients": recipients,
+            }
+        return {"id": self.message_id, "recipients": recipients}
+
+    def _recipients_reply(self) -> list[dict[str, Any]]:
         recipients = []
         for r in self.recipients:
             entry: dict[str, Any] = {
@@ -95,13 +124,7 @@ class PushReceipt:
             if r.via != DIRECT:
                 entry["via"] = r.via
             recipients.append(entry)
-        return {"id": self.message_id, "recipients": recipients}
-
-
-@dataclass(frozen=True)
-class _Outgoing:
-    group: str
-    event: dict[str, Any]
+        return recipients
 
 
 @dataclass(frozen=True)
@@ -112,6 +135,9 @@ class ClientMessage:
     text: str
     data: dict[str, Any] | None
     to: str | None
+    topic: str | None = None
+    # The sending connection's channel: it gets no copy of a topic message.
+    channel: str = ""
 
 
 def push_batch(
@@ -197,15 +223,17 @@ async def send_client_message(message: ClientMessage) -> PushReceipt:
 
 
 def _plan_and_store_client_message(message: ClientMessage):
-    recipients = client_message_recipients(
-        sender=message.sender,
-        sender_is_public=selectors.is_public_account(message.sender),
-        to=message.to,
-        to_public_handle=(
-            selectors.canonical_handle(message.to) if message.to is not None else None
-        ),
-        mentioned=selectors.resolve_mentions(mention_candidates(message.text)),
-    )
+    mentioned = selectors.resolve_mentions(mention_candidates(message.text))
+    live_only = False
+    if message.topic is not None:
+        # The consumer checked `client_publish`; the sender's own connection
+        # is left out of the topic's audience by `exclude` (SPEC §8).
+        recipients = topic_message_recipients(
+            sender=message.sender, mentioned=mentioned
+        )
+        live_only = _topic_is_live_only(message.topic)
+    else:
+        recipients = _personal_message_recipients(message, mentioned)
     data: dict[str, Any] = {"text": message.text}
     if message.data is not None:
         data["data"] = message.data
@@ -214,42 +242,31 @@ def _plan_and_store_client_message(message: ClientMessage):
         event="message",
         data=data,
         sender=message.sender,
+        persist=not live_only,
         text=message.text,
+        topic=message.topic,
     )
-    plan = Planned(request, uuid.uuid4(), recipients)
+    plan = Planned(request, uuid.uuid4(), recipients, exclude=message.channel)
     return plan, _store([plan])
 
 
-async def publish(outgoing: Sequence[_Outgoing]) -> None:
-    """Send layer events (one pipeline); raise LayerUnavailable past the deadline."""
-    redis_health.ensure_watching()
-    started_at = time.monotonic()
-    layer = get_channel_layer()
-    try:
-        async with asyncio.timeout(settings.BRIDGE_LAYER_TIMEOUT):
-            await layer.group_send_many((item.group, item.event) for item in outgoing)
-    except (RedisError, OSError, TimeoutError) as exc:
-        raise _layer_failed(exc, started_at) from exc
-    redis_health.circuit.close()
+def _personal_message_recipients(message: ClientMessage, mentioned: list[str]):
+    return client_message_recipients(
+        sender=message.sender,
+        sender_is_public=selectors.is_public_account(message.sender),
+        to=message.to,
+        to_public_handle=(
+            selectors.canonical_handle(message.to) if message.to is not None else None
+        ),
+        mentioned=mentioned,
+    )
 
 
-def publish_blocking(outgoing: Sequence[_Outgoing]) -> None:
-    """publish, for a caller on a worker thread (the push views): the same
-    events over the layer's blocking client, with no hand-off to the event
-    loop; every read is bounded by BRIDGE_LAYER_TIMEOUT."""
-    started_at = time.monotonic()
-    layer = get_channel_layer()
-    try:
-        layer.group_send_many_blocking((item.group, item.event) for item in outgoing)
-    except (RedisError, OSError) as exc:
-        raise _layer_failed(exc, started_at) from exc
-    redis_health.circuit.close()
-
-
-def _layer_failed(exc: BaseException, started_at: float) -> LayerUnavailable:
-    redis_health.circuit.trip(started_at)
-    logger.warning("channel layer unavailable: %s", type(exc).__name__)
-    return LayerUnavailable(str(exc) or type(exc).__name__)
+def _topic_is_live_only(topic: str) -> bool:
+    """history_size 0 (SPEC §8): nothing of it is stored, mention copies
+    included, and every copy goes out with `seq: null`."""
+    rules = namespace_rules(parse_topic(topic).namespace)
+    return rules is None or rules.live_only
 
 
 @dataclass(frozen=True)
@@ -258,13 +275,15 @@ class _Audience:
 
     connections: dict[str, int]
     online_users: int = 0
+    # Live subscriptions per topic pushed to.
+    subscribers: dict[str, int] = field(default_factory=dict)
 
 
 _NOBODY = _Audience(connections={})
 
 
 async def _publish_and_count(
-    outgoing: Sequence[_Outgoing], planned: Sequence[Planned], *, count: bool = True
+    outgoing: Sequence[Outgoing], planned: Sequence[Planned], *, count: bool = True
 ) -> _Audience:
     """Publish, and meanwhile count the recipients' connections (one round trip).
 
@@ -282,7 +301,7 @@ async def _publish_and_count(
 
 
 async def _publish_after_commit(
-    outgoing: Sequence[_Outgoing], planned: Sequence[Planned], *, count: bool = True
+    outgoing: Sequence[Outgoing], planned: Sequence[Planned], *, count: bool = True
 ) -> _Audience:
     """Publish after commit. Stored messages survive a failed publish (they are
     delivered by catch-up), so only a push with nothing stored is refused."""
@@ -295,7 +314,7 @@ async def _publish_after_commit(
 
 
 def _publish_after_commit_blocking(
-    outgoing: Sequence[_Outgoing], planned: Sequence[Planned], *, count: bool = True
+    outgoing: Sequence[Outgoing], planned: Sequence[Planned], *, count: bool = True
 ) -> _Audience:
     """_publish_after_commit for a worker thread; counts after publishing."""
     try:
@@ -318,46 +337,42 @@ def _left_for_catch_up(planned: Sequence[Planned]) -> bool:
     return stored > 0
 
 
-def _counted_users(planned: Sequence[Planned]) -> tuple[list[str], bool]:
-    """Whose connections a reply reports, and whether it needs the online count."""
+def _counted(planned: Sequence[Planned]) -> tuple[list[str], list[str], bool]:
+    """Whose connections a reply reports, the topics whose subscribers it
+    reports, and whether it needs the online count."""
     users = [r.user_id for plan in planned for r in plan.recipients]
-    return users, any(plan.request.broadcast for plan in planned)
+    topics = [plan.request.topic for plan in planned if plan.request.topic]
+    return users, topics, any(plan.request.broadcast for plan in planned)
 
 
 def _count_blocking(planned: Sequence[Planned]) -> _Audience:
-    users, wants_online = _counted_users(planned)
+    users, topics, wants_online = _counted(planned)
     try:
         counts, online = presence.connection_counts_blocking(
             users, with_online_users=wants_online
         )
+        subscribers = (
+            topic_presence.subscriber_counts_blocking(topics) if topics else {}
+        )
     except (RedisError, OSError) as exc:
         logger.warning("presence unavailable for a push reply: %s", type(exc).__name__)
         return _NOBODY
-    return _Audience(connections=counts, online_users=online)
+    return _Audience(counts, online, subscribers)
 
 
 async def _count(planned: Sequence[Planned]) -> _Audience:
-    users, wants_online = _counted_users(planned)
+    users, topics, wants_online = _counted(planned)
     try:
         async with asyncio.timeout(settings.BRIDGE_LAYER_TIMEOUT):
             counts = await presence.connection_counts(users)
             online = await presence.online_user_count() if wants_online else 0
+            subscribers = (
+                await topic_presence.subscriber_counts(topics) if topics else {}
+            )
     except (RedisError, OSError, TimeoutError) as exc:
         logger.warning("presence unavailable for a push reply: %s", type(exc).__name__)
         return _NOBODY
-    return _Audience(connections=counts, online_users=online)
-
-
-async def disconnect_user(user_id: str) -> None:
-    """Ask every instance to close the user's connections (close code 4000)."""
-    await publish(
-        [_Outgoing(groups.user_group(user_id), {"type": groups.DISCONNECT_EVENT})]
-    )
-
-
-async def check_layer() -> None:
-    """Round-trip a real publish through the layer; raises LayerUnavailable."""
-    await publish([_Outgoing(groups.HEALTH_GROUP, {"type": "bridge.health"})])
+    return _Audience(counts, online, subscribers)
 
 
 def _plan(request: PushRequest) -> Planned:
@@ -373,6 +388,8 @@ def _plan(request: PushRequest) -> Planned:
     recipients = decide_recipients(
         targets=request.targets, mentioned=mentioned, sender=request.sender
     )
+    if request.topic is not None and _topic_is_live_only(request.topic):
+        request = replace(request, persist=False)
     return Planned(request, uuid.uuid4(), recipients)
 
 
@@ -381,10 +398,10 @@ def _store(
     idempotency_scope: str | None = None,
     audience: _Audience | None = None,
 ):
-    """Write messages, inbox entries and idempotency records and assign seqs, in
-    one committed transaction (shared with concurrent pushes); returns the push
-    time."""
-    durable = [p for p in planned if p.request.persist and p.recipients]
+    """Write messages, stream entries and idempotency records and assign seqs,
+    in one committed transaction (shared with concurrent pushes); returns the
+    push time."""
+    durable = [p for p in planned if p.request.persist and p.copies()]
     keyed = [plan for plan in planned if plan.request.idempotency_key]
     record_replies = None
     if idempotency_scope is not None and keyed:
@@ -404,20 +421,23 @@ def _store(
     return store.group_commit.store(durable, record_replies)
 
 
-def _events(plan: Planned, created_at) -> list[_Outgoing]:
+def _events(plan: Planned, created_at) -> list[Outgoing]:
+    """One event per stream the message is in, each to that stream's group: a
+    topic message is published once, whatever the number of subscribers."""
     request = plan.request
     if request.broadcast:
         frame = _frame(plan, created_at, recipient=None, seq=None, mentions=())
-        return [_Outgoing(groups.BROADCAST_GROUP, _deliver_event(frame, None))]
+        event = deliver_event(frame, stream=None, seq=None)
+        return [Outgoing(groups.BROADCAST_GROUP, event)]
     outgoing = []
-    for recipient in plan.recipients:
-        seq = plan.seqs.get(recipient.user_id)
-        frame = _frame(
-            plan, created_at, recipient.user_id, seq=seq, mentions=recipient.mentions
-        )
-        outgoing.append(
-            _Outgoing(groups.user_group(recipient.user_id), _deliver_event(frame, seq))
-        )
+    for stream, mentions in plan.copies():
+        seq = plan.seqs.get(stream)
+        owner = stream_owner(stream)
+        frame = _frame(plan, created_at, owner, seq=seq, mentions=mentions)
+        # Only the publishing connection's own topic copy is left out.
+        exclude = plan.exclude if owner is None else ""
+        event = deliver_event(frame, stream=stream, seq=seq, exclude=exclude)
+        outgoing.append(Outgoing(stream_group(stream), event))
     return outgoing
 
 
@@ -432,14 +452,9 @@ def _frame(plan, created_at, recipient, *, seq, mentions) -> str:
             data=plan.request.data,
             created_at=created_at,
             mentions=list(mentions),
+            topic=plan.request.topic,
         )
     )
-
-
-def _deliver_event(frame_text: str, seq: int | None) -> dict[str, Any]:
-    # The frame travels pre-encoded; user data is never spread into the event,
-    # so a `type` inside `data` cannot pick a consumer handler.
-    return {"type": groups.DELIVER_EVENT, "seq": seq, "frame": frame_text}
 
 
 def _replayed(reply: dict[str, Any]) -> PushReceipt:
@@ -454,12 +469,16 @@ def _receipt(plan: Planned, audience: _Audience) -> PushReceipt:
             online_users=audience.online_users,
         )
     counts = audience.connections
+    topic = plan.request.topic
     return PushReceipt(
         message_id=str(plan.message_id),
+        topic=topic,
+        topic_seq=plan.seqs.get(topic) if topic else None,
+        subscribers=audience.subscribers.get(topic, 0) if topic else 0,
         recipients=tuple(
             RecipientReceipt(
                 user_id=r.user_id,
-                seq=plan.seqs.get(r.user_id),
+                seq=plan.seqs.get(personal_stream(r.user_id)),
                 via=r.via,
                 online=counts.get(r.user_id, 0) > 0,
                 connections=counts.get(r.user_id, 0),

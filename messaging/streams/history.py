@@ -1,4 +1,4 @@
-"""Reads of stored messages: the newest seq, and pages of a user's stream."""
+"""Reads of stored messages: a stream's newest seq, and pages of a stream."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from django.db.models import Max
 
 from messaging import frames
-from messaging.models import InboxEntry, UserSequence
+from messaging.models import StreamEntry, StreamSequence
+from messaging.streams.names import stream_owner
 
 PAGE_SIZE = 200
 
@@ -19,17 +20,17 @@ class StoredFrame:
     text: str
 
 
-def last_seq(user_id: str) -> int:
-    """The highest seq stored for the user, 0 when none (SPEC §2 `connected`)."""
-    found = InboxEntry.objects.filter(user_id=user_id).aggregate(Max("seq"))
+def last_seq(stream: str) -> int:
+    """The highest seq stored in the stream, 0 when none (SPEC §2 `connected`)."""
+    found = StreamEntry.objects.filter(stream=stream).aggregate(Max("seq"))
     return found["seq__max"] or 0
 
 
 def frames_after(
-    user_id: str, *, after_seq: int, upto_seq: int | None = None, limit: int = PAGE_SIZE
+    stream: str, *, after_seq: int, upto_seq: int | None = None, limit: int = PAGE_SIZE
 ) -> list[StoredFrame]:
-    """Up to `limit` of the user's stored messages with after_seq < seq <= upto_seq."""
-    entries = InboxEntry.objects.filter(user_id=user_id, seq__gt=after_seq)
+    """Up to `limit` stored messages of the stream, after_seq < seq <= upto_seq."""
+    entries = StreamEntry.objects.filter(stream=stream, seq__gt=after_seq)
     if upto_seq is not None:
         entries = entries.filter(seq__lte=upto_seq)
     entries = entries.select_related("message").order_by("seq")[:limit]
@@ -39,41 +40,43 @@ def frames_after(
     ]
 
 
-def stored_message_frame(entry: InboxEntry) -> dict:
+def stored_message_frame(entry: StreamEntry) -> dict:
+    """The `message` frame of a stored entry, as it went out live (SPEC §3, §8)."""
     message = entry.message
     return frames.message_frame(
         message_id=str(message.id),
         seq=entry.seq,
         event=message.event,
         sender=message.sender,
-        recipient=entry.user_id,
+        recipient=stream_owner(entry.stream),
         data=message.data,
         created_at=message.created_at,
         mentions=list(entry.mentions),
+        topic=message.topic,
     )
 
 
-def latest_seqs(user_ids: Iterable[str]) -> dict[str, int]:
-    """The last seq handed out per user (one query; users never pushed to: absent)."""
-    users = list(user_ids)
+def latest_seqs(streams: Iterable[str]) -> dict[str, int]:
+    """The last seq handed out per stream (one query per 500; never used: absent)."""
+    names = list(streams)
     found: dict[str, int] = {}
-    for start in range(0, len(users), 500):
-        chunk = users[start : start + 500]
+    for start in range(0, len(names), 500):
+        chunk = names[start : start + 500]
         found.update(
-            UserSequence.objects.filter(user_id__in=chunk).values_list(
-                "user_id", "last_seq"
+            StreamSequence.objects.filter(stream__in=chunk).values_list(
+                "stream", "last_seq"
             )
         )
     return found
 
 
 def messages_page(
-    user_id: str, *, after_seq: int, limit: int
+    stream: str, *, after_seq: int, limit: int
 ) -> tuple[list[dict], int | None]:
     """The history API's page (SPEC §6): messages without "type", oldest first,
     and the after_seq of the next page (None when this is the last)."""
     entries = list(
-        InboxEntry.objects.filter(user_id=user_id, seq__gt=after_seq)
+        StreamEntry.objects.filter(stream=stream, seq__gt=after_seq)
         .select_related("message")
         .order_by("seq")[: limit + 1]
     )

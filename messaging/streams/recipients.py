@@ -79,3 +79,11 @@ def client_message_recipients(
             "no_recipient", "the message mentions no active public account"
         )
     return recipients
+
+
+def topic_message_recipients(
+    *, sender: str, mentioned: Iterable[str]
+) -> list[Recipient]:
+    """Personal copies of a `message` frame published to a topic (SPEC §8): the
+    mentioned bots, never the sender; the topic itself is the audience."""
+    return decide_recipients(targets=(), mentioned=mentioned, sender=sender)

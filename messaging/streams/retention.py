@@ -11,8 +11,9 @@ from django.db import transaction
 from django.db.models import Exists, OuterRef, QuerySet
 from django.utils import timezone
 
-from messaging.models import InboxEntry, Message, UserSequence
+from messaging.models import Message, StreamEntry, StreamSequence
 from messaging.streams import idempotency
+from messaging.streams.names import personal_stream
 
 BATCH = 1000
 
@@ -36,22 +37,20 @@ def purge(
     cutoff = now - timedelta(seconds=ttl_seconds)
     expired = _delete_in_batches(
         Message.objects.filter(created_at__lt=cutoff), batch
-    )  # their inbox entries go with them (CASCADE)
+    )  # their stream entries go with them (CASCADE)
     over_limit = 0
-    crowded = UserSequence.objects.filter(last_seq__gt=max_per_user).values_list(
-        "user_id", "last_seq"
-    )
-    for user_id, last_seq in crowded.iterator():
-        # Seqs are dense per user, so "newest max_per_user" is a seq range.
+    crowded = StreamSequence.objects.filter(
+        stream__startswith=personal_stream(""), last_seq__gt=max_per_user
+    ).values_list("stream", "last_seq")
+    for stream, last_seq in crowded.iterator():
+        # Seqs are dense per stream, so "newest max_per_user" is a seq range.
         over_limit += _delete_in_batches(
-            InboxEntry.objects.filter(
-                user_id=user_id, seq__lte=last_seq - max_per_user
-            ),
+            StreamEntry.objects.filter(stream=stream, seq__lte=last_seq - max_per_user),
             batch,
         )
     orphaned = _delete_in_batches(
         Message.objects.filter(
-            ~Exists(InboxEntry.objects.filter(message_id=OuterRef("pk")))
+            ~Exists(StreamEntry.objects.filter(message_id=OuterRef("pk")))
         ),
         batch,
     )

@@ -1,5 +1,7 @@
-"""Writing messages: one transaction assigns each recipient's seqs and stores
-the message once with one inbox entry per recipient (SPEC §5).
+"""Writing messages: one transaction assigns each stream's seqs and stores the
+message once with one entry per stream it is in (SPEC §5, §8): a topic
+message is one row in its topic, whatever the number of subscribers, plus one
+in the personal stream of each bot it mentions.
 
 Concurrent pushes of one process share that transaction (group commit): while
 one request thread commits, the others queue their writes, and the next of them
@@ -23,7 +25,8 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from messaging import metrics
-from messaging.models import InboxEntry, Message, UserSequence
+from messaging.models import Message, StreamEntry, StreamSequence
+from messaging.streams.names import personal_stream
 from messaging.streams.recipients import Recipient
 
 if TYPE_CHECKING:
@@ -32,12 +35,24 @@ if TYPE_CHECKING:
 
 @dataclass
 class Planned:
-    """A push with its recipients decided; `seqs` is filled in when stored."""
+    """A push with its recipients decided; `seqs` (stream -> seq) is filled in
+    when stored."""
 
     request: PushRequest
     message_id: uuid.UUID
+    # Users whose personal stream gets a copy: targets and mentioned bots.
     recipients: list[Recipient]
     seqs: dict[str, int] = field(default_factory=dict)
+    # The connection (channel) that published a topic message: no copy for it.
+    exclude: str = ""
+
+    def copies(self) -> list[tuple[str, tuple[str, ...]]]:
+        """(stream, mentions) of every stream the message goes into: its topic
+        first, then each recipient's personal stream."""
+        copies = [(personal_stream(r.user_id), r.mentions) for r in self.recipients]
+        if self.request.topic is not None:
+            copies.insert(0, (self.request.topic, ()))
+        return copies
 
 
 # SQLite lets one transaction write at a time, and a thread that finds the
@@ -151,60 +166,60 @@ group_commit = GroupCommit()
 
 
 def save_messages(durable: list[Planned], created_at) -> None:
-    """Inside the caller's transaction: seqs, the message rows, the inbox rows."""
-    wanted = Counter(r.user_id for plan in durable for r in plan.recipients)
+    """Inside the caller's transaction: seqs, the message rows, the stream rows."""
+    copies = [(plan, plan.copies()) for plan in durable]
+    wanted = Counter(stream for _, streams in copies for stream, _ in streams)
     next_seq = reserve_seqs(wanted)
     entries = []
-    for plan in durable:
-        for recipient in plan.recipients:
-            seq = next_seq[recipient.user_id]
-            next_seq[recipient.user_id] = seq + 1
-            plan.seqs[recipient.user_id] = seq
-            entries.append(
-                (plan.message_id, recipient.user_id, seq, list(recipient.mentions))
-            )
+    for plan, streams in copies:
+        for stream, mentions in streams:
+            seq = next_seq[stream]
+            next_seq[stream] = seq + 1
+            plan.seqs[stream] = seq
+            entries.append((plan.message_id, stream, seq, list(mentions)))
     insert_rows(
         Message,
-        ("id", "event", "sender", "data", "created_at"),
+        ("id", "event", "sender", "data", "topic", "created_at"),
         [
             (
                 plan.message_id,
                 plan.request.event,
                 plan.request.sender,
                 plan.request.data,
+                plan.request.topic,
                 created_at,
             )
             for plan in durable
         ],
     )
-    insert_rows(InboxEntry, ("message", "user_id", "seq", "mentions"), entries)
+    insert_rows(StreamEntry, ("message", "stream", "seq", "mentions"), entries)
     metrics.messages_stored_total.inc(len(entries))
 
 
 def reserve_seqs(wanted: Counter[str]) -> dict[str, int]:
-    """Hand out `wanted[user]` consecutive seqs per user; returns the first one.
+    """Hand out `wanted[stream]` consecutive seqs per stream; returns the first.
 
-    One upsert per 500 users, in user order so that concurrent pushes lock the
+    One upsert per 500 streams, in name order so that concurrent pushes lock the
     counters in the same order and cannot deadlock. It replaces an insert, a
     SELECT ... FOR UPDATE and an UPDATE through the ORM, which together were a
     third of a push's CPU (docs/performance.md). Needs SQLite 3.35+ or
     PostgreSQL (ON CONFLICT ... RETURNING)."""
-    table = connection.ops.quote_name(UserSequence._meta.db_table)
-    users = sorted(wanted)
+    table = connection.ops.quote_name(StreamSequence._meta.db_table)
+    streams = sorted(wanted)
     first: dict[str, int] = {}
     with connection.cursor() as cursor:
-        for start in range(0, len(users), 500):
-            chunk = users[start : start + 500]
+        for start in range(0, len(streams), 500):
+            chunk = streams[start : start + 500]
             rows = ", ".join(["(%s, %s)"] * len(chunk))
             cursor.execute(
-                f"INSERT INTO {table} (user_id, last_seq) VALUES {rows} "
-                f"ON CONFLICT (user_id) DO UPDATE "
+                f"INSERT INTO {table} (stream, last_seq) VALUES {rows} "
+                f"ON CONFLICT (stream) DO UPDATE "
                 f"SET last_seq = {table}.last_seq + excluded.last_seq "
-                f"RETURNING user_id, last_seq",
-                [value for user_id in chunk for value in (user_id, wanted[user_id])],
+                f"RETURNING stream, last_seq",
+                [value for stream in chunk for value in (stream, wanted[stream])],
             )
-            for user_id, last_seq in cursor.fetchall():
-                first[user_id] = last_seq - wanted[user_id] + 1
+            for stream, last_seq in cursor.fetchall():
+                first[stream] = last_seq - wanted[stream] + 1
     return first
 
 
@@ -235,7 +250,7 @@ def insert_rows(model, field_names: Sequence[str], rows: Sequence[Sequence]) -> 
 def _adapted_values(fields: Sequence, rows: Sequence[Sequence]) -> list:
     """Each value adapted by its field, row after row; a value that is the very
     object the row before had in that column (the shared created_at, a
-    message's id on each of its inbox rows) is adapted once."""
+    message's id on each of its stream rows) is adapted once."""
     previous: list[tuple[object, object]] = [(_NOTHING, None)] * len(fields)
     adapted = []
     for row in rows:

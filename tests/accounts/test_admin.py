@@ -13,7 +13,8 @@ from django.utils import timezone
 
 from accounts import selectors
 from accounts.models import PublicAccount
-from messaging.models import InboxEntry, Message
+from messaging.models import Message, StreamEntry
+from messaging.streams.names import personal_stream
 
 pytestmark = pytest.mark.django_db
 
@@ -34,8 +35,10 @@ def store(*, sender: str | None, recipients: list[str], text: str) -> Message:
         created_at=timezone.now(),
     )
     for user_id in recipients:
-        seq = InboxEntry.objects.filter(user_id=user_id).count() + 1
-        InboxEntry.objects.create(message=message, user_id=user_id, seq=seq)
+        seq = StreamEntry.objects.filter(stream=personal_stream(user_id)).count() + 1
+        StreamEntry.objects.create(
+            message=message, stream=personal_stream(user_id), seq=seq
+        )
     return message
 
 
@@ -133,7 +136,9 @@ def test_change_page_links_to_the_accounts_messages(admin_client: Client) -> Non
     response = admin_client.get(f"{CHANGELIST}{ci_bot.pk}/change/")
 
     assert response.status_code == 200
-    assert b'href="/admin/messaging/inboxentry/?user_id=ci_bot"' in response.content
+    assert (
+        b'href="/admin/messaging/streamentry/?stream=user:ci_bot"' in response.content
+    )
     assert b'href="/admin/messaging/message/?sender=ci_bot"' in response.content
 
 
@@ -142,11 +147,13 @@ def test_received_link_lists_only_the_accounts_inbox(admin_client: Client) -> No
     store(sender="ci_bot", recipients=["alice"], text="tests passed")
     store(sender=None, recipients=["bob"], text="hello")
 
-    response = admin_client.get("/admin/messaging/inboxentry/", {"user_id": "ci_bot"})
+    response = admin_client.get(
+        "/admin/messaging/streamentry/", {"stream": "user:ci_bot"}
+    )
 
     assert response.status_code == 200
     entries = list(response.context["cl"].result_list)
-    assert [(e.user_id, e.message.sender) for e in entries] == [("ci_bot", "alice")]
+    assert [(e.stream, e.message.sender) for e in entries] == [("user:ci_bot", "alice")]
 
 
 def test_sent_link_lists_only_the_accounts_messages(admin_client: Client) -> None:
@@ -159,12 +166,12 @@ def test_sent_link_lists_only_the_accounts_messages(admin_client: Client) -> Non
     assert [m.id for m in response.context["cl"].result_list] == [reply.id]
 
 
-@pytest.mark.parametrize("model", ["message", "inboxentry"])
+@pytest.mark.parametrize("model", ["message", "streamentry"])
 def test_message_store_is_read_only_in_the_admin(
     admin_client: Client, model: str
 ) -> None:
     message = store(sender="alice", recipients=["ci_bot"], text="@ci_bot hi")
-    pk = message.pk if model == "message" else message.inbox_entries.get().pk
+    pk = message.pk if model == "message" else message.stream_entries.get().pk
 
     assert admin_client.get(f"/admin/messaging/{model}/add/").status_code == 403
     assert admin_client.get(f"/admin/messaging/{model}/").status_code == 200
@@ -176,4 +183,4 @@ def test_message_store_is_read_only_in_the_admin(
     assert response.status_code == 403
     message.refresh_from_db()
     assert message.event == "message"
-    assert message.inbox_entries.get().seq == 1
+    assert message.stream_entries.get().seq == 1

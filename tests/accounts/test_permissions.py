@@ -26,7 +26,7 @@ from accounts.keys import api_key_create, api_key_revoke
 from accounts.models import ApiKey, PublicAccount
 from accounts.tokens import token_user_id
 from bridge_project.asgi import application
-from messaging.models import InboxEntry, Message
+from messaging.models import Message, StreamEntry
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -203,7 +203,7 @@ def test_batch_item_naming_a_sender_without_permission_refuses_the_whole_batch(
     body = {"messages": [one_push(), one_push(sender="system_bot")]}
     assert_error(post(client, BATCH, body, keys["pusher"]), 403, "permission_denied")
     assert not Message.objects.exists()
-    assert not InboxEntry.objects.exists()
+    assert not StreamEntry.objects.exists()
 
 
 def test_key_with_sender_permission_may_name_any_sender(client, keys):

@@ -8,7 +8,8 @@ import time
 import pytest
 from django.test import Client
 
-from messaging.models import InboxEntry, Message
+from messaging.models import Message, StreamEntry
+from messaging.streams.names import personal_stream
 
 DEADLINE = 5.0
 
@@ -62,4 +63,4 @@ def test_push_answers_503_and_stores_nothing_when_redis_is_stopped(
     assert response.json()["error"] == "unavailable"
     assert elapsed < DEADLINE
     assert not Message.objects.exists()
-    assert not InboxEntry.objects.filter(user_id="ivy").exists()
+    assert not StreamEntry.objects.filter(stream=personal_stream("ivy")).exists()

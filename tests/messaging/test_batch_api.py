@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 from django.test import Client
 
-from messaging.models import InboxEntry, Message
+from messaging.models import Message, StreamEntry
+from messaging.streams.names import personal_stream
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -87,7 +88,7 @@ def test_same_recipient_gets_consecutive_seqs_in_request_order(client):
     replies = results(post_batch(client, {"messages": items}))
     seqs = [{r["user_id"]: r["seq"] for r in reply["recipients"]} for reply in replies]
     assert seqs == [{"alice": 2}, {"bob": 1}, {"bob": 2, "alice": 3}, {"alice": 4}]
-    stored = InboxEntry.objects.filter(user_id="alice").order_by("seq")
+    stored = StreamEntry.objects.filter(stream=personal_stream("alice")).order_by("seq")
     assert [e.message.data["text"] for e in stored] == ["before", "a", "c", "d"]
 
 
@@ -114,7 +115,7 @@ def test_one_bad_item_refuses_the_whole_batch_and_stores_nothing(client):
     assert set(body["detail"]["messages"]) == {"2"}
     assert "user_id" in body["detail"]["messages"]["2"]
     assert Message.objects.count() == 0
-    assert InboxEntry.objects.count() == 0
+    assert StreamEntry.objects.count() == 0
 
 
 def test_every_bad_item_is_reported_by_its_string_index(client):

@@ -20,9 +20,10 @@ from django.utils import timezone
 from accounts import selectors
 from accounts.models import PublicAccount
 from bridge_project.asgi import application
-from messaging.models import InboxEntry, Message, UserSequence
+from messaging.models import Message, StreamEntry, StreamSequence
 from messaging.streams import delivery
 from messaging.streams.delivery import PushRequest
+from messaging.streams.names import personal_stream
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(30)]
 
@@ -536,8 +537,8 @@ async def test_resume_past_retention_announces_history_truncated(open_ws):
         await apush("alice", data=i)
 
     def expire_first_two() -> None:
-        old = InboxEntry.objects.filter(user_id="alice", seq__lte=2)
-        Message.objects.filter(inbox_entries__in=old).delete()
+        old = StreamEntry.objects.filter(stream=personal_stream("alice"), seq__lte=2)
+        Message.objects.filter(stream_entries__in=old).delete()
 
     await database_sync_to_async(expire_first_two)()
     communicator, _ = await connect(open_ws, "user_id=alice&last_seq=0")
@@ -554,8 +555,10 @@ async def test_a_gap_in_the_live_stream_is_filled_from_the_store(open_ws):
         message = Message.objects.create(
             event="message", sender=None, data="missed", created_at=timezone.now()
         )
-        InboxEntry.objects.create(message=message, user_id="alice", seq=1)
-        UserSequence.objects.create(user_id="alice", last_seq=1)
+        StreamEntry.objects.create(
+            message=message, stream=personal_stream("alice"), seq=1
+        )
+        StreamSequence.objects.create(stream=personal_stream("alice"), last_seq=1)
 
     await database_sync_to_async(store_without_sending)()
     await apush("alice", data="next")

@@ -10,8 +10,9 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from django.db import IntegrityError, connection
 
-from messaging.models import InboxEntry, Message
+from messaging.models import Message, StreamEntry
 from messaging.streams.delivery import PushRequest
+from messaging.streams.names import personal_stream
 from messaging.streams.recipients import DIRECT, Recipient
 from messaging.streams.store import GroupCommit, Planned
 
@@ -77,8 +78,8 @@ def test_writes_queued_behind_a_commit_are_committed_together():
     # The five waited for the first commit and then went in as one group.
     assert len(follower_times) == 1
     assert follower_times != {leader_time}
-    assert sorted(p.seqs["gc-queued"] for p in queued) == [1, 2, 3, 4, 5]
-    assert InboxEntry.objects.filter(user_id="gc-queued").count() == 5
+    assert sorted(p.seqs["user:gc-queued"] for p in queued) == [1, 2, 3, 4, 5]
+    assert StreamEntry.objects.filter(stream=personal_stream("gc-queued")).count() == 5
     assert Message.objects.count() == 6
 
 
@@ -101,9 +102,11 @@ def test_a_write_that_fails_the_group_fails_alone():
             bad.result(WAIT)
 
     assert sorted(
-        InboxEntry.objects.filter(user_id="gc-healthy").values_list("seq", flat=True)
+        StreamEntry.objects.filter(stream=personal_stream("gc-healthy")).values_list(
+            "seq", flat=True
+        )
     ) == [1, 2, 3]
-    assert not InboxEntry.objects.filter(user_id="gc-doomed").exists()
+    assert not StreamEntry.objects.filter(stream=personal_stream("gc-doomed")).exists()
 
 
 def test_concurrent_pushes_to_one_user_get_every_seq_once():
@@ -111,9 +114,11 @@ def test_concurrent_pushes_to_one_user_get_every_seq_once():
     writes = [planned("gc-busy") for _ in range(60)]
     with ThreadPoolExecutor(12) as pool:
         list(pool.map(in_thread_store(commit), writes, timeout=WAIT * 3))
-    assert sorted(p.seqs["gc-busy"] for p in writes) == list(range(1, 61))
+    assert sorted(p.seqs["user:gc-busy"] for p in writes) == list(range(1, 61))
     assert sorted(
-        InboxEntry.objects.filter(user_id="gc-busy").values_list("seq", flat=True)
+        StreamEntry.objects.filter(stream=personal_stream("gc-busy")).values_list(
+            "seq", flat=True
+        )
     ) == list(range(1, 61))
 
 

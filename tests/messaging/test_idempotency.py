@@ -26,8 +26,9 @@ from django.utils import timezone
 
 from accounts.keys import api_key_create
 from bridge_project.asgi import application
-from messaging.models import IdempotencyRecord, InboxEntry, Message
+from messaging.models import IdempotencyRecord, Message, StreamEntry
 from messaging.streams.groups import user_group
+from messaging.streams.names import personal_stream
 from tests.support.ids import fresh_user_id
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(30)]
@@ -78,7 +79,7 @@ async def frames_of(communicator: WebsocketCommunicator, count: int) -> list[dic
 
 
 async def stored_for(user_id: str) -> int:
-    return await InboxEntry.objects.filter(user_id=user_id).acount()
+    return await StreamEntry.objects.filter(stream=personal_stream(user_id)).acount()
 
 
 # --- one push -----------------------------------------------------------------------
@@ -181,7 +182,7 @@ def test_a_push_refused_with_503_does_not_use_up_its_key(redis_restartable):
     assert retried.status_code == 202, retried.content
     assert REPLAYED not in retried.headers
     assert retried.json()["recipients"][0]["seq"] == 1
-    assert InboxEntry.objects.filter(user_id=user).count() == 1
+    assert StreamEntry.objects.filter(stream=personal_stream(user)).count() == 1
 
 
 async def test_retry_arriving_while_the_original_is_being_sent_gets_the_same_reply(
@@ -243,7 +244,12 @@ async def test_repeated_batch_replays_every_result_and_sends_nothing(listen):
     assert await socket.receive_nothing(timeout=0.5)
     assert await stored_for(user) == 3
     assert await stored_for(other) == 1
-    assert await Message.objects.filter(inbox_entries__user_id=user).acount() == 3
+    assert (
+        await Message.objects.filter(
+            stream_entries__stream=personal_stream(user)
+        ).acount()
+        == 3
+    )
 
 
 async def test_batch_mixing_replayed_and_new_items_sends_only_the_new_ones(listen):
@@ -325,4 +331,4 @@ def test_two_api_keys_may_use_the_same_key_without_colliding():
     batch_retry = post(BATCH, {"messages": [body]}, deploys)
     assert batch_retry.headers[REPLAYED] == "true"
     assert batch_retry.json()["results"] == [from_deploys.json()]
-    assert InboxEntry.objects.filter(user_id=user).count() == 2
+    assert StreamEntry.objects.filter(stream=personal_stream(user)).count() == 2

@@ -10,7 +10,7 @@ import pytest
 from django.test import Client
 
 from accounts.models import PublicAccount
-from messaging.models import InboxEntry, Message
+from messaging.models import Message, StreamEntry
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -74,8 +74,8 @@ def test_push_is_stored_with_event_data_and_sender(client):
     assert message.event == "notification"
     assert message.sender == "ci_bot"
     assert message.data == {"text": "build #42 passed", "n": [1, 2]}
-    entry = InboxEntry.objects.get(message=message)
-    assert (entry.user_id, entry.seq) == ("alice", 1)
+    entry = StreamEntry.objects.get(message=message)
+    assert (entry.stream, entry.seq) == ("user:alice", 1)
 
 
 def test_message_is_shorthand_for_data_text_and_event_defaults_to_message(client):
@@ -113,7 +113,7 @@ def test_user_ids_targets_each_user_in_request_order_with_one_message_id(client)
         ("alice", 1),
     ]
     assert Message.objects.filter(id=reply["id"]).count() == 1
-    assert InboxEntry.objects.filter(message_id=reply["id"]).count() == 3
+    assert StreamEntry.objects.filter(message_id=reply["id"]).count() == 3
 
 
 def test_persist_false_gives_null_seqs_and_stores_nothing(client):
@@ -122,7 +122,7 @@ def test_persist_false_gives_null_seqs_and_stores_nothing(client):
     )
     assert [r["seq"] for r in reply["recipients"]] == [None, None]
     assert Message.objects.count() == 0
-    assert InboxEntry.objects.count() == 0
+    assert StreamEntry.objects.count() == 0
 
 
 def test_live_only_push_does_not_use_up_a_seq(client):

@@ -14,9 +14,10 @@ from django.db import connection
 from django.test import override_settings
 from django.utils import timezone
 
-from messaging.models import IdempotencyRecord, InboxEntry, Message, UserSequence
+from messaging.models import IdempotencyRecord, Message, StreamEntry, StreamSequence
 from messaging.streams import delivery, history, retention
 from messaging.streams.delivery import PushRequest
+from messaging.streams.names import personal_stream
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(60)]
 
@@ -37,7 +38,7 @@ def push_many(*targets: str, count: int = 1) -> list[str]:
 
 def seqs(user_id: str) -> list[int]:
     return list(
-        InboxEntry.objects.filter(user_id=user_id)
+        StreamEntry.objects.filter(stream=personal_stream(user_id))
         .order_by("seq")
         .values_list("seq", flat=True)
     )
@@ -100,7 +101,12 @@ def test_only_the_newest_max_per_user_messages_are_kept_per_user():
     assert result.entries_over_limit == 6
     assert seqs("alice") == [7, 8, 9, 10]
     assert seqs("bob") == [1, 2, 3]
-    assert [f.seq for f in history.frames_after("alice", after_seq=0)] == [7, 8, 9, 10]
+    assert [f.seq for f in history.frames_after("user:alice", after_seq=0)] == [
+        7,
+        8,
+        9,
+        10,
+    ]
     # A second run finds nothing more to do.
     assert purge(max_per_user=4) == retention.PurgeResult(0, 0, 0, 0)
 
@@ -120,7 +126,7 @@ def test_a_message_still_kept_for_another_recipient_is_not_deleted():
     assert (result.entries_over_limit, result.orphaned_messages) == (1, 0)
     assert seqs("alice") == [2, 3]
     assert seqs("bob") == [1]
-    page, _ = history.messages_page("bob", after_seq=0, limit=10)
+    page, _ = history.messages_page("user:bob", after_seq=0, limit=10)
     assert [m["id"] for m in page] == shared
 
 
@@ -200,7 +206,7 @@ def test_purge_messages_enforces_the_settings_by_default():
     assert seqs("alice") == [4, 5, 6]
 
 
-# --- the (user_id, seq) index ---------------------------------------------------------
+# --- the (stream, seq) index ----------------------------------------------------------
 
 
 def test_reading_a_users_messages_after_a_seq_uses_the_user_seq_index():
@@ -210,40 +216,44 @@ def test_reading_a_users_messages_after_a_seq_uses_the_user_seq_index():
         for _ in range(5000)
     ]
     Message.objects.bulk_create(messages, batch_size=1000)
-    InboxEntry.objects.bulk_create(
+    StreamEntry.objects.bulk_create(
         [
-            InboxEntry(message=message, user_id=users[n % 50], seq=n // 50 + 1)
+            StreamEntry(
+                message=message, stream=personal_stream(users[n % 50]), seq=n // 50 + 1
+            )
             for n, message in enumerate(messages)
         ],
         batch_size=1000,
     )
-    UserSequence.objects.bulk_create(
-        [UserSequence(user_id=user, last_seq=100) for user in users]
+    StreamSequence.objects.bulk_create(
+        [StreamSequence(stream=personal_stream(user), last_seq=100) for user in users]
     )
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE")
-    query = InboxEntry.objects.filter(user_id="user07", seq__gt=90).order_by("seq")
+    query = StreamEntry.objects.filter(
+        stream=personal_stream("user07"), seq__gt=90
+    ).order_by("seq")
     assert [e.seq for e in query] == list(range(91, 101))
 
     if connection.vendor == "postgresql":
         plan = query.explain()
         assert "Seq Scan" not in plan, plan
         # An index scan, index-only scan or bitmap index scan, on that index.
-        assert re.search(r"Index (Only )?Scan (using|on) inbox_user_seq", plan), plan
+        assert re.search(r"Index (Only )?Scan (using|on) stream_seq", plan), plan
         page_plan = query.select_related("message").explain()
-        assert "Seq Scan on messaging_inboxentry" not in page_plan, page_plan
+        assert "Seq Scan on messaging_streamentry" not in page_plan, page_plan
     else:
         # SQLite implements the unique constraint as an automatic index; find
-        # its name and check that it is the (user_id, seq) one the plan uses.
+        # its name and check that it is the (stream, seq) one the plan uses.
         plan = query.explain()
-        found = re.search(r"SEARCH messaging_inboxentry USING INDEX (\S+)", plan)
+        found = re.search(r"SEARCH messaging_streamentry USING INDEX (\S+)", plan)
         assert found, plan
-        assert "(user_id=? AND seq>?)" in plan, plan
+        assert "(stream=? AND seq>?)" in plan, plan
         assert "USE TEMP B-TREE FOR ORDER BY" not in plan, plan
         with connection.cursor() as cursor:
             cursor.execute(f"PRAGMA index_info('{found[1]}')")
             columns = [row[2] for row in cursor.fetchall()]
-            cursor.execute("PRAGMA index_list('messaging_inboxentry')")
+            cursor.execute("PRAGMA index_list('messaging_streamentry')")
             unique = {row[1]: bool(row[2]) for row in cursor.fetchall()}
-        assert columns == ["user_id", "seq"]
+        assert columns == ["stream", "seq"]
         assert unique[found[1]] is True

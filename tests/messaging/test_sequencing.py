@@ -7,9 +7,10 @@ import threading
 import pytest
 from django.db import connection
 
-from messaging.models import InboxEntry, Message
+from messaging.models import Message, StreamEntry
 from messaging.streams import delivery
 from messaging.streams.delivery import PushRequest
+from messaging.streams.names import personal_stream
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -26,7 +27,7 @@ def seqs_of(receipt: delivery.PushReceipt) -> dict[str, int | None]:
 
 def stored_seqs(user_id: str) -> list[int]:
     return list(
-        InboxEntry.objects.filter(user_id=user_id)
+        StreamEntry.objects.filter(stream=personal_stream(user_id))
         .order_by("seq")
         .values_list("seq", flat=True)
     )
@@ -54,7 +55,9 @@ def test_one_batch_gives_consecutive_seqs_in_request_order():
         [request("alice", data=i) for i in range(5)] + [request("bob", "alice", data=5)]
     )
     assert [seqs_of(r)["alice"] for r in receipts] == [1, 2, 3, 4, 5, 6]
-    entries = InboxEntry.objects.filter(user_id="alice").order_by("seq")
+    entries = StreamEntry.objects.filter(stream=personal_stream("alice")).order_by(
+        "seq"
+    )
     assert [e.message.data for e in entries] == [0, 1, 2, 3, 4, 5]
 
 
@@ -63,12 +66,8 @@ def test_one_message_is_stored_once_whatever_the_number_of_recipients():
     assert Message.objects.count() == 1
     assert Message.objects.get().data == {"k": 1}
     assert {
-        e.user_id for e in InboxEntry.objects.filter(message_id=receipt.message_id)
-    } == {
-        "alice",
-        "bob",
-        "carol",
-    }
+        e.stream for e in StreamEntry.objects.filter(message_id=receipt.message_id)
+    } == {"user:alice", "user:bob", "user:carol"}
 
 
 def test_live_only_pushes_get_no_seq_and_leave_no_gap():

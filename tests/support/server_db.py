@@ -18,18 +18,21 @@ _STORE_WITHOUT_PUBLISHING = """
 import json
 from django.db import transaction
 from django.utils import timezone
-from messaging.models import InboxEntry, Message, UserSequence
+from messaging.models import StreamEntry, Message, StreamSequence
+from messaging.streams.names import personal_stream
 
 with transaction.atomic():
-    counter, _ = UserSequence.objects.select_for_update().get_or_create(
-        user_id=USER_ID
+    counter, _ = StreamSequence.objects.select_for_update().get_or_create(
+        stream=personal_stream(USER_ID)
     )
     counter.last_seq += 1
     counter.save(update_fields=["last_seq"])
     message = Message.objects.create(
         event="message", sender=None, data=DATA, created_at=timezone.now()
     )
-    InboxEntry.objects.create(message=message, user_id=USER_ID, seq=counter.last_seq)
+    StreamEntry.objects.create(
+        message=message, stream=personal_stream(USER_ID), seq=counter.last_seq
+    )
 print(json.dumps({"id": str(message.id), "seq": counter.last_seq}))
 """
 

@@ -1,0 +1,107 @@
+"""The one door to the channel layer (SPEC §5, §8).
+
+Everything Bridge sends to other processes goes through `publish` (event loop)
+or `publish_blocking` (request threads), always after the transaction that
+stored it has committed. A failed or late publish trips the Redis circuit
+(bridge_project/redis_health.py) and raises LayerUnavailable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from channels.layers import get_channel_layer
+from django.conf import settings
+from redis.exceptions import RedisError
+
+from bridge_project import redis_health
+from messaging.streams import groups
+
+logger = logging.getLogger(__name__)
+
+
+class LayerUnavailable(Exception):
+    """The channel layer (Redis) could not take the events in time."""
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    group: str
+    event: dict[str, Any]
+
+
+async def publish(outgoing: Sequence[Outgoing]) -> None:
+    """Send layer events (one pipeline); raise LayerUnavailable past the deadline."""
+    redis_health.ensure_watching()
+    started_at = time.monotonic()
+    layer = get_channel_layer()
+    try:
+        async with asyncio.timeout(settings.BRIDGE_LAYER_TIMEOUT):
+            await layer.group_send_many((item.group, item.event) for item in outgoing)
+    except (RedisError, OSError, TimeoutError) as exc:
+        raise _layer_failed(exc, started_at) from exc
+    redis_health.circuit.close()
+
+
+def publish_blocking(outgoing: Sequence[Outgoing]) -> None:
+    """publish, for a caller on a worker thread (the push views): the same
+    events over the layer's blocking client, with no hand-off to the event
+    loop; every read is bounded by BRIDGE_LAYER_TIMEOUT."""
+    started_at = time.monotonic()
+    layer = get_channel_layer()
+    try:
+        layer.group_send_many_blocking((item.group, item.event) for item in outgoing)
+    except (RedisError, OSError) as exc:
+        raise _layer_failed(exc, started_at) from exc
+    redis_health.circuit.close()
+
+
+def _layer_failed(exc: BaseException, started_at: float) -> LayerUnavailable:
+    redis_health.circuit.trip(started_at)
+    logger.warning("channel layer unavailable: %s", type(exc).__name__)
+    return LayerUnavailable(str(exc) or type(exc).__name__)
+
+
+async def check_layer() -> None:
+    """Round-trip a real publish through the layer; raises LayerUnavailable."""
+    await publish([Outgoing(groups.HEALTH_GROUP, {"type": "bridge.health"})])
+
+
+async def disconnect_user(user_id: str) -> None:
+    """Ask every instance to close the user's connections (close code 4000)."""
+    await publish(
+        [Outgoing(groups.user_group(user_id), {"type": groups.DISCONNECT_EVENT})]
+    )
+
+
+async def end_subscriptions(*, user_id: str, topic: str, reason: str) -> None:
+    """Ask every connection of the user, on every instance, to check again
+    whether it may stay subscribed to `topic`, and to end the subscription
+    with `reason` if not (SPEC §8: a removed member's `unsubscribed`)."""
+    event = {"type": groups.RECHECK_EVENT, "topic": topic, "reason": reason}
+    await publish([Outgoing(groups.user_group(user_id), event)])
+
+
+def deliver_event(
+    frame_text: str, *, stream: str | None, seq: int | None, exclude: str = ""
+) -> dict[str, Any]:
+    """The layer event that carries one message frame to a stream's group.
+
+    The frame travels pre-encoded; user data is never spread into the event,
+    so a `type` inside `data` cannot pick a consumer handler. `exclude` names
+    the connection (channel) that published it, which does not get its own
+    copy (SPEC §8 client publish)."""
+    event: dict[str, Any] = {
+        "type": groups.DELIVER_EVENT,
+        "stream": stream,
+        "seq": seq,
+        "frame": frame_text,
+    }
+    if exclude:
+        event["exclude"] = exclude
+    return event

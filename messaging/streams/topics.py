@@ -1,0 +1,119 @@
+"""Topics: membership, and who may subscribe or publish (SPEC §8).
+
+Pure decisions over data: the doors ask here and turn a TopicRefused into
+their own error shape (an `error` frame, or an HTTP error). Sync functions,
+called from request threads or through ws_database.run_db.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+
+from django.db import IntegrityError, transaction
+
+from messaging.models import TopicMember, TopicNamespace
+from messaging.streams.names import WILDCARD, InvalidTopic, Topic, parse_topic
+from messaging.streams.namespaces import NamespaceRules, namespace_rules
+
+Subscribe = TopicNamespace.Subscribe
+ClientPublish = TopicNamespace.ClientPublish
+
+
+class TopicRefused(Exception):
+    """`code` is SPEC §8's: `invalid_frame`/`invalid`, `not_found`, `forbidden`."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def topic_rules(topic: str) -> tuple[Topic, NamespaceRules]:
+    """The parsed topic and its namespace's rules; raises TopicRefused."""
+    try:
+        parsed = parse_topic(topic)
+    except InvalidTopic as exc:
+        raise TopicRefused("invalid", str(exc)) from None
+    rules = namespace_rules(parsed.namespace)
+    if rules is None:
+        raise TopicRefused(
+            "not_found", f"there is no topic namespace '{parsed.namespace}'"
+        )
+    return parsed, rules
+
+
+def grants_topic(grants: Iterable[str], topic: Topic) -> bool:
+    """Whether a token's `topics` claim names this topic or its `ns:*`."""
+    wildcard = f"{topic.namespace}:{WILDCARD}"
+    return any(grant == str(topic) or grant == wildcard for grant in grants)
+
+
+def is_member(topic: str, user_id: str) -> bool:
+    return TopicMember.objects.filter(topic=topic, user_id=user_id).exists()
+
+
+def may_subscribe(
+    *, user_id: str, topic: str, grants: Iterable[str] = ()
+) -> NamespaceRules:
+    """The namespace's rules if this user may subscribe; raises TopicRefused.
+
+    A token grant admits in every policy; `public` admits any authenticated
+    connection; `members` asks the membership table."""
+    parsed, rules = topic_rules(topic)
+    if grants_topic(grants, parsed) or rules.subscribe == Subscribe.PUBLIC:
+        return rules
+    if rules.subscribe == Subscribe.MEMBERS and is_member(topic, user_id):
+        return rules
+    raise TopicRefused("forbidden", f"you may not subscribe to '{topic}'")
+
+
+def may_publish(*, user_id: str, topic: str, subscribed: bool) -> NamespaceRules:
+    """The rules if this connection may send `message` frames to the topic
+    (`client_publish`); raises TopicRefused."""
+    _, rules = topic_rules(topic)
+    allowed = rules.client_publish == ClientPublish.SUBSCRIBERS and subscribed
+    if rules.client_publish == ClientPublish.MEMBERS:
+        allowed = is_member(topic, user_id)
+    if not allowed:
+        raise TopicRefused("forbidden", f"you may not publish to '{topic}'")
+    return rules
+
+
+# --- membership ------------------------------------------------------------------
+
+
+def member_add(*, topic: str, user_id: str) -> bool:
+    """Make the user a member; False when already one."""
+    try:
+        with transaction.atomic():
+            _, created = TopicMember.objects.get_or_create(topic=topic, user_id=user_id)
+    except IntegrityError:  # a concurrent add won
+        return False
+    return created
+
+
+def member_remove(*, topic: str, user_id: str) -> bool:
+    """End the membership; False when the user was not a member. Ending the
+    user's live subscriptions is the caller's step, after commit."""
+    deleted, _ = TopicMember.objects.filter(topic=topic, user_id=user_id).delete()
+    return deleted > 0
+
+
+def members_page(
+    topic: str, *, offset: int, limit: int
+) -> tuple[list[tuple[str, datetime]], int]:
+    members = TopicMember.objects.filter(topic=topic)
+    page = members.order_by("user_id").values_list("user_id", "added_at")[
+        offset : offset + limit
+    ]
+    return list(page), members.count()
+
+
+def user_topics(user_id: str) -> list[str]:
+    """The topics the user is a member of, by name."""
+    return list(
+        TopicMember.objects.filter(user_id=user_id)
+        .order_by("topic")
+        .values_list("topic", flat=True)
+    )
