@@ -18,6 +18,7 @@ daphne_send_window.install()
 process_tuning.cache_twisted_content_type()
 process_tuning.skip_twisted_access_log()
 process_tuning.cache_redis_library_version()
+process_tuning.return_large_blocks_to_the_system()
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "bridge_project.settings")
 django_asgi_app = get_asgi_application()
 

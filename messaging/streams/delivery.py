@@ -12,22 +12,19 @@ import asyncio
 import logging
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from asgiref.sync import async_to_sync
-from django.conf import settings
 from django.db import IntegrityError
-from redis.exceptions import RedisError
 
 from accounts import selectors
 from accounts.mentions import mention_candidates
 from bridge_project import redis_health
-from messaging import frames, metrics, presence, topic_presence
+from messaging import frames, metrics
 from messaging.streams import groups, idempotency, store
 from messaging.streams.names import (
     parse_topic,
-    personal_stream,
     stream_group,
     stream_owner,
 )
@@ -40,8 +37,16 @@ from messaging.streams.publish import (
     publish,
     publish_blocking,
 )
+from messaging.streams.receipts import (
+    NOBODY,
+    Audience,
+    PushReceipt,
+    count_audience,
+    count_audience_blocking,
+    receipt_for,
+    replayed,
+)
 from messaging.streams.recipients import (
-    DIRECT,
     client_message_recipients,
     decide_recipients,
     topic_message_recipients,
@@ -68,63 +73,6 @@ class PushRequest:
     # A topic push (SPEC §8): stored once in the topic's stream; `targets` is
     # empty and mentioned bots get personal copies saying where.
     topic: str | None = None
-
-
-@dataclass(frozen=True)
-class RecipientReceipt:
-    user_id: str
-    seq: int | None
-    via: str
-    online: bool
-    connections: int
-
-
-@dataclass(frozen=True)
-class PushReceipt:
-    message_id: str
-    recipients: tuple[RecipientReceipt, ...] = ()
-    broadcast: bool = False
-    online_users: int = 0
-    topic: str | None = None
-    topic_seq: int | None = None
-    subscribers: int = 0
-    # The first reply, when this push repeated an idempotency key (SPEC §5).
-    replayed: dict[str, Any] | None = None
-
-    def reply(self) -> dict[str, Any]:
-        """The push reply of SPEC §6."""
-        if self.replayed is not None:
-            return self.replayed
-        if self.broadcast:
-            return {
-                "id": self.message_id,
-                "broadcast": True,
-                "online_users": self.online_users,
-            }
-        recipients = self._recipients_reply()
-        if self.topic is not None:
-            return {
-                "id": self.message_id,
-                "topic": self.topic,
-                "seq": self.topic_seq,
-                "subscribers": self.subscribers,
-                "recipients": recipients,
-            }
-        return {"id": self.message_id, "recipients": recipients}
-
-    def _recipients_reply(self) -> list[dict[str, Any]]:
-        recipients = []
-        for r in self.recipients:
-            entry: dict[str, Any] = {
-                "user_id": r.user_id,
-                "seq": r.seq,
-                "online": r.online,
-                "connections": r.connections,
-            }
-            if r.via != DIRECT:
-                entry["via"] = r.via
-            recipients.append(entry)
-        return recipients
 
 
 @dataclass(frozen=True)
@@ -162,15 +110,15 @@ def push_batch(
         keyed = [
             p.request.idempotency_key for p in planned if p.request.idempotency_key
         ]
-        counted = _count_blocking(planned) if keyed else None
+        counted = count_audience_blocking(planned) if keyed else None
         try:
-            created_at = _store(planned, idempotency_scope, counted or _NOBODY)
+            created_at = _store(planned, idempotency_scope, counted or NOBODY)
             break
         except IntegrityError:
             if attempt == 2:
                 raise
             # A concurrent push with the same key committed first: replay it.
-    audience = counted or _NOBODY
+    audience = counted or NOBODY
     if planned:
         outgoing = [item for plan in planned for item in _events(plan, created_at)]
         try:
@@ -185,11 +133,11 @@ def push_batch(
         audience = counted or sent
     metrics.messages_pushed_total.inc(len(planned))
     metrics.batch_size.observe(len(requests))
-    receipts = {id(plan.request): _receipt(plan, audience) for plan in planned}
+    receipts = {id(plan.request): receipt_for(plan, audience) for plan in planned}
     return [
         receipts[id(request)]
         if id(request) in receipts
-        else _replayed(replays[request.idempotency_key])
+        else replayed(replays[request.idempotency_key])
         for request in requests
     ]
 
@@ -219,7 +167,7 @@ async def send_client_message(message: ClientMessage) -> PushReceipt:
     plan, created_at = await run_db(_plan_and_store_client_message, message)
     audience = await _publish_after_commit(_events(plan, created_at), [plan])
     metrics.messages_pushed_total.inc()
-    return _receipt(plan, audience)
+    return receipt_for(plan, audience)
 
 
 def _plan_and_store_client_message(message: ClientMessage):
@@ -269,29 +217,16 @@ def _topic_is_live_only(topic: str) -> bool:
     return rules is None or rules.live_only
 
 
-@dataclass(frozen=True)
-class _Audience:
-    """Who was connected when the events went out: presence, cluster-wide."""
-
-    connections: dict[str, int]
-    online_users: int = 0
-    # Live subscriptions per topic pushed to.
-    subscribers: dict[str, int] = field(default_factory=dict)
-
-
-_NOBODY = _Audience(connections={})
-
-
 async def _publish_and_count(
     outgoing: Sequence[Outgoing], planned: Sequence[Planned], *, count: bool = True
-) -> _Audience:
+) -> Audience:
     """Publish, and meanwhile count the recipients' connections (one round trip).
 
     Counting is informational: if only it fails, the push still succeeded."""
     if not count:
         await publish(outgoing)
-        return _NOBODY
-    counting = asyncio.ensure_future(_count(planned))
+        return NOBODY
+    counting = asyncio.ensure_future(count_audience(planned))
     try:
         await publish(outgoing)
     except LayerUnavailable:
@@ -302,7 +237,7 @@ async def _publish_and_count(
 
 async def _publish_after_commit(
     outgoing: Sequence[Outgoing], planned: Sequence[Planned], *, count: bool = True
-) -> _Audience:
+) -> Audience:
     """Publish after commit. Stored messages survive a failed publish (they are
     delivered by catch-up), so only a push with nothing stored is refused."""
     try:
@@ -310,20 +245,20 @@ async def _publish_after_commit(
     except LayerUnavailable:
         if not _left_for_catch_up(planned):
             raise
-        return _NOBODY
+        return NOBODY
 
 
 def _publish_after_commit_blocking(
     outgoing: Sequence[Outgoing], planned: Sequence[Planned], *, count: bool = True
-) -> _Audience:
+) -> Audience:
     """_publish_after_commit for a worker thread; counts after publishing."""
     try:
         publish_blocking(outgoing)
     except LayerUnavailable:
         if not _left_for_catch_up(planned):
             raise
-        return _NOBODY
-    return _count_blocking(planned) if count else _NOBODY
+        return NOBODY
+    return count_audience_blocking(planned) if count else NOBODY
 
 
 def _left_for_catch_up(planned: Sequence[Planned]) -> bool:
@@ -335,44 +270,6 @@ def _left_for_catch_up(planned: Sequence[Planned]) -> bool:
             stored,
         )
     return stored > 0
-
-
-def _counted(planned: Sequence[Planned]) -> tuple[list[str], list[str], bool]:
-    """Whose connections a reply reports, the topics whose subscribers it
-    reports, and whether it needs the online count."""
-    users = [r.user_id for plan in planned for r in plan.recipients]
-    topics = [plan.request.topic for plan in planned if plan.request.topic]
-    return users, topics, any(plan.request.broadcast for plan in planned)
-
-
-def _count_blocking(planned: Sequence[Planned]) -> _Audience:
-    users, topics, wants_online = _counted(planned)
-    try:
-        counts, online = presence.connection_counts_blocking(
-            users, with_online_users=wants_online
-        )
-        subscribers = (
-            topic_presence.subscriber_counts_blocking(topics) if topics else {}
-        )
-    except (RedisError, OSError) as exc:
-        logger.warning("presence unavailable for a push reply: %s", type(exc).__name__)
-        return _NOBODY
-    return _Audience(counts, online, subscribers)
-
-
-async def _count(planned: Sequence[Planned]) -> _Audience:
-    users, topics, wants_online = _counted(planned)
-    try:
-        async with asyncio.timeout(settings.BRIDGE_LAYER_TIMEOUT):
-            counts = await presence.connection_counts(users)
-            online = await presence.online_user_count() if wants_online else 0
-            subscribers = (
-                await topic_presence.subscriber_counts(topics) if topics else {}
-            )
-    except (RedisError, OSError, TimeoutError) as exc:
-        logger.warning("presence unavailable for a push reply: %s", type(exc).__name__)
-        return _NOBODY
-    return _Audience(counts, online, subscribers)
 
 
 def _plan(request: PushRequest) -> Planned:
@@ -396,7 +293,7 @@ def _plan(request: PushRequest) -> Planned:
 def _store(
     planned: list[Planned],
     idempotency_scope: str | None = None,
-    audience: _Audience | None = None,
+    audience: Audience | None = None,
 ):
     """Write messages, stream entries and idempotency records and assign seqs,
     in one committed transaction (shared with concurrent pushes); returns the
@@ -411,8 +308,8 @@ def _store(
             idempotency.record(
                 idempotency_scope,
                 {
-                    plan.request.idempotency_key: _receipt(
-                        plan, audience or _NOBODY
+                    plan.request.idempotency_key: receipt_for(
+                        plan, audience or NOBODY
                     ).reply()
                     for plan in keyed
                 },
@@ -454,35 +351,4 @@ def _frame(plan, created_at, recipient, *, seq, mentions) -> str:
             mentions=list(mentions),
             topic=plan.request.topic,
         )
-    )
-
-
-def _replayed(reply: dict[str, Any]) -> PushReceipt:
-    return PushReceipt(message_id=reply["id"], replayed=reply)
-
-
-def _receipt(plan: Planned, audience: _Audience) -> PushReceipt:
-    if plan.request.broadcast:
-        return PushReceipt(
-            message_id=str(plan.message_id),
-            broadcast=True,
-            online_users=audience.online_users,
-        )
-    counts = audience.connections
-    topic = plan.request.topic
-    return PushReceipt(
-        message_id=str(plan.message_id),
-        topic=topic,
-        topic_seq=plan.seqs.get(topic) if topic else None,
-        subscribers=audience.subscribers.get(topic, 0) if topic else 0,
-        recipients=tuple(
-            RecipientReceipt(
-                user_id=r.user_id,
-                seq=plan.seqs.get(personal_stream(r.user_id)),
-                via=r.via,
-                online=counts.get(r.user_id, 0) > 0,
-                connections=counts.get(r.user_id, 0),
-            )
-            for r in plan.recipients
-        ),
     )
