@@ -286,3 +286,20 @@ async def test_refreshing_ten_thousand_subscriptions_is_one_quick_pipeline():
     assert set(counts.values()) == {100}
     assert await topic_presence.topic_user_count(topics[0]) == 20
     assert elapsed < 2.0, f"refresh of 10,000 subscriptions took {elapsed:.2f} s"
+
+
+async def test_refresh_splits_big_keys_across_scripts(monkeypatch):
+    topic, other = fresh_topic(), fresh_topic()
+    alice, bob = fresh_user_id("alice"), fresh_user_id("bob")
+    subscriptions = [(topic, connection(alice)) for _ in range(5)]
+    subscriptions += [(topic, connection(bob)), (other, connection(bob))]
+    monkeypatch.setattr(topic_presence, "REFRESH_CHUNK", 3)
+
+    await topic_presence.refresh(subscriptions + subscriptions[:2])
+
+    assert await topic_presence.topic_users(topic) == sorted([(alice, 5), (bob, 1)])
+    assert await topic_presence.subscriber_counts([topic, other]) == {
+        topic: 6,
+        other: 1,
+    }
+    assert await topic_presence.totals() == (2, 7)
