@@ -26,7 +26,9 @@ would add a third to its cost; they hold one user's connections to one topic).
 
 from __future__ import annotations
 
+import asyncio
 import time
+import weakref
 from collections.abc import Iterable, Iterator, Sequence
 
 from bridge_project.redis_batching import run_pipeline_blocking
@@ -120,6 +122,15 @@ end
 REFRESH_CHUNK = 500
 
 
+# The loop's refreshes in flight. An unsubscribe waits for them: sent while one
+# that carries the same subscription is on its way, it could reach Redis first
+# and be undone, leaving an entry that counts for two intervals and makes the
+# user's next subscribe miss its `join`.
+_refreshes: weakref.WeakKeyDictionary[
+    asyncio.AbstractEventLoop, set[asyncio.Future[None]]
+] = weakref.WeakKeyDictionary()
+
+
 def topic_conns_key(topic: str) -> str:
     return f"{PREFIX}subs:conns:{topic}"
 
@@ -175,7 +186,14 @@ async def unsubscribe(topic: str, connection: ConnectionInfo) -> bool:
 
     An entry that expired unseen (its process stalled past the TTL) but that
     no other subscribe or unsubscribe of the user here removed still ends the
-    user's presence with True: nobody has sent that `leave` yet."""
+    user's presence with True: nobody has sent that `leave` yet.
+
+    Waits for this loop's refreshes in flight (see _refreshes). A refresh
+    started after this call must not carry the subscription: the caller takes
+    it out of what its heartbeat refreshes first, then calls this."""
+    pending = _refreshes.get(asyncio.get_running_loop())
+    if pending:
+        await asyncio.wait(list(pending))
     left = await get_redis().eval(
         _UNSUBSCRIBE,
         5,
@@ -200,11 +218,22 @@ async def refresh(subscriptions: Sequence[tuple[str, ConnectionInfo]]) -> None:
     of the event loop to encode and parse, every socket of the process waiting
     meanwhile; as scripts 0.1-0.2 s, for about the same time in Redis.
 
-    A subscription removed while a refresh carrying it is in flight can be
-    written back by it and then count until it expires, as with
-    presence.refresh; the caller should leave out what it has unsubscribed."""
+    Unsubscribes wait until it is done (see _refreshes): take the list and
+    call this with no await in between, so that none can slip between the
+    two and be undone by the refresh."""
     if not subscriptions:
         return
+    done = asyncio.get_running_loop().create_future()
+    in_flight = _refreshes.setdefault(asyncio.get_running_loop(), set())
+    in_flight.add(done)
+    try:
+        await _write_refresh(subscriptions)
+    finally:
+        in_flight.discard(done)
+        done.set_result(None)
+
+
+async def _write_refresh(subscriptions: Sequence[tuple[str, ConnectionInfo]]) -> None:
     now = time.time()
     ttl = ttl_seconds()
     pipe = get_redis().pipeline(transaction=False)

@@ -303,3 +303,21 @@ async def test_refresh_splits_big_keys_across_scripts(monkeypatch):
         other: 1,
     }
     assert await topic_presence.totals() == (2, 7)
+
+
+async def test_an_unsubscribe_during_a_refresh_is_not_undone_by_it():
+    topic = fresh_topic()
+    leaving = connection(fresh_user_id("leaving"))
+    await topic_presence.subscribe(topic, leaving)
+    # A beat long enough to be in flight when the connection leaves, with the
+    # leaving subscription written last.
+    others = [(fresh_topic(), connection(f"user-{i}")) for i in range(5_000)]
+    refreshing = asyncio.create_task(
+        topic_presence.refresh([*others, (topic, leaving)])
+    )
+    await asyncio.sleep(0)
+
+    assert await topic_presence.unsubscribe(topic, leaving) is True
+    await refreshing
+    assert await topic_presence.subscriber_counts([topic]) == {topic: 0}
+    assert await topic_presence.subscribe(topic, connection(leaving.user_id)) is True
