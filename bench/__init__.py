@@ -6,7 +6,7 @@ Modules:
                the scenarios so that several targets can run in one invocation
     reference  the in-memory reference bridge (bare ASGI) Bridge is compared to
     load       the client side: WebSocket receivers, HTTP pushers, the ledger
-    scenarios  S1..S5 and how one scenario is run against one target
+    scenarios  S1..S6 and how one scenario is run against one target
     report     the table and the JSON file
     run        the command line
 """

@@ -45,10 +45,22 @@ class Conn:
     close_code: int | None = None
     closed: bool = False
     reader: asyncio.Task | None = None
+    # S6: the topic this connection subscribes to after `connected` (SPEC §8).
+    topic: str | None = None
+    subscribe_s: float | None = None  # `subscribe` sent -> `subscribed` received
+    foreign: int = 0  # topic `message` frames for another topic than `topic`
+
+    @property
+    def stream(self) -> str:
+        """What this connection receives pushes for: its topic, else its user."""
+        return self.topic if self.topic is not None else self.user
 
 
 class ClientPool:
-    """C connections over U users, spread round-robin over the server's URLs."""
+    """C connections over U users, spread round-robin over the server's URLs.
+
+    With `topic`, each connection also subscribes to that topic once connected
+    (SPEC §8) and counts as open only when `subscribed` came back."""
 
     def __init__(
         self,
@@ -58,13 +70,14 @@ class ClientPool:
         *,
         connect_concurrency: int = 100,
         open_timeout: float = 30.0,
+        topic: str | None = None,
     ) -> None:
         self.users = list(users)
         self.conns = []
         for i in range(connections):
             user = self.users[i % len(self.users)]
             url = f"{ws_urls[i % len(ws_urls)]}/ws?user_id={user}"
-            self.conns.append(Conn(index=i, user=user, url=url))
+            self.conns.append(Conn(index=i, user=user, url=url, topic=topic))
         self.connect_concurrency = connect_concurrency
         self.open_timeout = open_timeout
         self.received = 0  # message frames, all connections
@@ -76,6 +89,11 @@ class ClientPool:
     def connections_per_user(self) -> Counter:
         """Connections that completed the handshake, by user."""
         return Counter(conn.user for conn in self.open_conns)
+
+    def connections_per_stream(self) -> Counter:
+        """Connections that completed the handshake (and subscription), by what
+        they receive: the topic for subscribers, else the user."""
+        return Counter(conn.stream for conn in self.open_conns)
 
     async def open(self) -> None:
         gate = asyncio.Semaphore(self.connect_concurrency)
@@ -120,8 +138,38 @@ class ClientPool:
             await ws.close()
             return
         conn.handshake_s = now() - started
+        if conn.topic is not None and not await self._subscribe(conn, ws):
+            await ws.close()
+            return
         conn.ws = ws
         conn.reader = asyncio.create_task(self._read(conn))
+
+    async def _subscribe(self, conn: Conn, ws: websockets.ClientConnection) -> bool:
+        """Send `subscribe` for conn.topic and wait for its `subscribed`; on
+        refusal, record why in conn.connect_error (`subscribe <error code>`, e.g.
+        `subscribe not_found` for an unknown namespace) and return False."""
+        started = now()
+        await ws.send(_dumps({"type": "subscribe", "topic": conn.topic, "ref": "s"}))
+        deadline = started + self.open_timeout
+        try:
+            while True:
+                raw = await asyncio.wait_for(ws.recv(), max(0.0, deadline - now()))
+                frame = json.loads(raw)
+                kind = frame.get("type") if isinstance(frame, dict) else None
+                if kind == "subscribed" and frame.get("topic") == conn.topic:
+                    conn.subscribe_s = now() - started
+                    return True
+                if kind == "error":
+                    conn.connect_error = f"subscribe {frame.get('code')}"
+                    return False
+                if kind == "ping":
+                    await ws.send(_PONG)
+        except ConnectionClosed as closed:
+            code = closed.rcvd.code if closed.rcvd else None
+            conn.connect_error = f"subscribe: closed {code}"
+        except (TimeoutError, ValueError) as exc:
+            conn.connect_error = f"subscribe {type(exc).__name__}"
+        return False
 
     async def _read(self, conn: Conn) -> None:
         ws = conn.ws
@@ -134,6 +182,9 @@ class ClientPool:
                 frame = loads(raw)
                 kind = frame.get("type")
                 if kind == "message":
+                    if conn.topic is not None and frame.get("topic") != conn.topic:
+                        conn.foreign += 1
+                        continue
                     data = frame.get("data")
                     bid = data.get("bid") if isinstance(data, dict) else None
                     frames.append((bid, frame.get("seq"), received_at))
@@ -192,6 +243,10 @@ class Ledger:
     last_send: float | None = None
     last_reply: float | None = None
     sample_errors: dict[str, str] = field(default_factory=dict)  # status -> one body
+    # Topic pushes (S6): bench id -> the topic `seq` its 202 reply gave, and the
+    # reply's `subscribers` count, one per accepted push (SPEC §8).
+    topic_seqs: dict[str, int | None] = field(default_factory=dict)
+    subscribers: list[int] = field(default_factory=list)
 
     def record(self, status: str, items: list[tuple[str, str]], sent: float) -> None:
         done = now()
@@ -208,10 +263,12 @@ class Ledger:
                 self.rejected[bid] = status
 
 
-def _push_body(items: list[tuple[str, str]], sent: float, batch: bool) -> bytes:
+def _push_body(
+    items: list[tuple[str, str]], sent: float, batch: bool, target_key: str
+) -> bytes:
     bodies = [
-        {"user_id": user, "event": "bench", "data": {"bid": bid, "t": sent}}
-        for bid, user in items
+        {target_key: target, "event": "bench", "data": {"bid": bid, "t": sent}}
+        for bid, target in items
     ]
     return _dumps({"messages": bodies} if batch else bodies[0]).encode()
 
@@ -223,12 +280,14 @@ async def _post(
     sent: float,
     batch: bool,
     ledger: Ledger,
+    target_key: str = "user_id",
 ) -> None:
+    """One push request; target_key is `user_id`, or `topic` for topic pushes."""
     path = "/sse/push/batch" if batch else "/sse/push"
     try:
         reply = await client.post(
             url + path,
-            content=_push_body(items, sent, batch),
+            content=_push_body(items, sent, batch, target_key),
             headers={"Content-Type": "application/json"},
         )
     except httpx.HTTPError as exc:
@@ -237,11 +296,32 @@ async def _post(
     else:
         status = str(reply.status_code)
         if status != "202" and status not in ledger.sample_errors:
-            ledger.sample_errors[status] = _one_line(reply.text)
+            ledger.sample_errors[status] = one_line(reply.text)
+        if status == "202" and target_key == "topic":
+            _record_topic_reply(ledger, items, reply.text, batch)
     ledger.record(status, items, sent)
 
 
-def _one_line(body: str) -> str:
+def _record_topic_reply(
+    ledger: Ledger, items: list[tuple[str, str]], body: str, batch: bool
+) -> None:
+    """Keep each topic push's `seq` and `subscribers` from its 202 reply
+    (`{"id", "topic", "seq", "subscribers", "recipients"}`, SPEC §8)."""
+    try:
+        parsed = json.loads(body)
+        replies = parsed["results"] if batch else [parsed]
+    except (ValueError, KeyError, TypeError):
+        ledger.sample_errors.setdefault("202 unreadable", one_line(body))
+        return
+    for (bid, _topic), one in zip(items, replies, strict=False):
+        if not isinstance(one, dict):
+            continue
+        ledger.topic_seqs[bid] = one.get("seq")
+        if isinstance(one.get("subscribers"), int):
+            ledger.subscribers.append(one["subscribers"])
+
+
+def one_line(body: str) -> str:
     """A reply body as one short line; for Django's debug page, the exception."""
     title = re.search(r"<title>(.*?)</title>", body, re.S | re.I)
     if title:
@@ -315,13 +395,15 @@ async def closed_loop(
     messages: int,
     batch: int | None,
     ledger: Ledger,
+    target_key: str = "user_id",
 ) -> None:
     """One worker per connection of `pool`, each sending its next request when
     the last replied (so concurrency = pool size).
 
     Worker w keeps its connection to server URL w % N. batch=None: one
     POST /sse/push per message; otherwise POST /sse/push/batch with up to
-    `batch` messages each."""
+    `batch` messages each. `users` are the targets, user ids or (with
+    target_key="topic") topics."""
     per_request = batch or 1
     requests = -(-messages // per_request)
     next_request = itertools.count()
@@ -339,7 +421,7 @@ async def closed_loop(
             if ledger.first_send is None:
                 ledger.first_send = sent
             ledger.attempted += len(items)
-            await _post(client, url, items, sent, batch is not None, ledger)
+            await _post(client, url, items, sent, batch is not None, ledger, target_key)
 
     await asyncio.gather(*(worker(url, client) for url, client in pool.clients))
 
@@ -409,6 +491,8 @@ class Deliveries:
     delivered: int = 0  # expected deliveries that arrived (first copy)
     lost: int = 0
     duplicates: int = 0  # further copies of an expected delivery
+    # Topic deliveries whose `seq` is not the one the push's reply gave.
+    seq_mismatches: int = 0
     unexpected: int = 0  # frames for pushes not accepted or for another user
     # of those: frames of pushes whose request answered non-202, by that status
     delivered_rejected: Counter = field(default_factory=Counter)
@@ -425,15 +509,24 @@ def expected_deliveries(ledger: Ledger, per_user: Counter) -> int:
 
 
 def reconcile(ledger: Ledger, pool: ClientPool) -> Deliveries:
-    """Expected deliveries: every accepted push, once on each connection of its user."""
+    """Expected deliveries: every accepted push, once on each connection of its
+    user, or of its topic for subscribers (S6).
+
+    On a subscriber a delivery is identified by (topic, seq) as well as by its
+    bench id: a second frame with either is a duplicate, and a `seq` other than
+    the one the push's reply gave counts in `seq_mismatches`."""
     result = Deliveries()
-    per_user = pool.connections_per_user()
+    per_user = pool.connections_per_stream()
     result.expected = expected_deliveries(ledger, per_user)
     accepted = ledger.accepted
+    topic_seqs = ledger.topic_seqs
     received_by_user: dict[str, Counter] = {}
     for conn in pool.open_conns:
         seen: set[str] = set()
+        seen_topic_seqs: set[int] = set()
         previous_seq = None
+        stream = conn.stream
+        result.unexpected += conn.foreign
         for bid, seq, received_at in conn.frames:
             if seq is not None:
                 if previous_seq is not None:
@@ -445,19 +538,26 @@ def reconcile(ledger: Ledger, pool: ClientPool) -> Deliveries:
             if result.last_receive is None or received_at > result.last_receive:
                 result.last_receive = received_at
             entry = accepted.get(bid) if bid is not None else None
-            if entry is None or entry[0] != conn.user:
+            if entry is None or entry[0] != stream:
                 result.unexpected += 1
                 if bid in ledger.rejected:
                     result.delivered_rejected[ledger.rejected[bid]] += 1
                     result.rejected_pushes_seen.add(bid)
                 continue
-            if bid in seen:
+            if conn.topic is not None and seq is not None:
+                if bid in seen or seq in seen_topic_seqs:
+                    result.duplicates += 1
+                    continue
+                seen_topic_seqs.add(seq)
+                if bid in topic_seqs and topic_seqs[bid] != seq:
+                    result.seq_mismatches += 1
+            elif bid in seen:
                 result.duplicates += 1
                 continue
             seen.add(bid)
             result.delivered += 1
             result.latencies.append(received_at - entry[1])
-        received_by_user.setdefault(conn.user, Counter()).update(seen)
+        received_by_user.setdefault(stream, Counter()).update(seen)
     result.lost = result.expected - result.delivered
     if result.lost:
         for bid, (user, _sent) in accepted.items():

@@ -4,24 +4,33 @@
 
 A bare ASGI application: no Django, no Redis, no database, one process. It
 keeps a dict user_id -> set of live WebSocket `send` callables and a per-user
-`seq` counter, and speaks the part of SPEC §2, §3 and §6 the benchmark uses:
+`seq` counter, the same for topics (SPEC §8), and speaks the part of SPEC §2,
+§3, §6 and §8 the benchmark uses:
 
 - `GET /ws?user_id=U`: accept, send `connected` (connection_id, user_id,
   server_time, heartbeat_interval, last_seq 0); answer a client `ping` with
-  `pong`; ignore everything else the client sends.
-- `POST /sse/push`: `user_id` or `user_ids`; `data` or `message`; `event`
-  (default `message`); `persist: false` gives `seq: null`. Each recipient's
-  `message` frame is encoded once and sent to every connection of that user;
-  the reply is 202 `{"id", "recipients": [{"user_id", "seq", "online",
-  "connections"}]}`.
+  `pong`; `subscribe` (`topic`, optional `since`, `ref`) with `subscribed`
+  (`topic`, `seq`, `recovered`, `ref`), `unsubscribe` with `unsubscribed`
+  (`reason: "client"`); ignore everything else the client sends.
+- `POST /sse/push`: `user_id`, `user_ids` or `topic`; `data` or `message`;
+  `event` (default `message`); `persist: false` gives `seq: null`. Each
+  recipient's `message` frame is encoded once and sent to every connection of
+  that user; the reply is 202 `{"id", "recipients": [{"user_id", "seq",
+  "online", "connections"}]}`. A topic push is encoded once and sent to every
+  subscribed connection, with the topic's own `seq`; the reply is 202 `{"id",
+  "topic", "seq", "subscribers", "recipients": []}`.
 - `POST /sse/push/batch`: `{"messages": [...]}` -> 202 `{"results": [...]}`,
   validated all-or-nothing first.
 - `GET /health`: 200 `{"status": "ok"}`.
 
 Not implemented (Bridge's cost, not the reference's): authentication, mentions
 (`mentions` is always `[]`), senders, broadcasts, idempotency, storage and
-resume, presence across processes, connection limits, server heartbeats, rate
-limits, metrics. Served by daphne like Bridge, so both pay the same server
+resume (so `subscribed.recovered` is false when `since` is behind the topic's
+`seq`: nothing is replayed), topic namespaces and their policies (every
+well-formed topic outside `user:` may be subscribed to and pushed to),
+membership, topic presence and `join`/`leave`, client publishing to topics,
+presence across processes, connection limits, server heartbeats, rate limits,
+metrics. Served by daphne like Bridge, so both pay the same server
 overhead (Twisted, daphne's HTTP/WebSocket protocol, its access log); with
 `python -m bench.run --server uvicorn` both run under uvicorn instead.
 """
@@ -43,6 +52,11 @@ MAX_BATCH = 1000
 MAX_BODY_BYTES = 1 << 20
 USER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 EVENT = re.compile(r"^[a-z][a-z0-9_.:-]{0,63}$")
+# SPEC §8: `<namespace>:<name>`; the namespace `user` is reserved.
+TOPIC = re.compile(
+    r"^(?P<ns>[a-z][a-z0-9_-]{0,31}):[A-Za-z0-9_.@=-][A-Za-z0-9_.:@=-]{0,127}$"
+)
+MAX_SUBSCRIPTIONS = 100  # per connection, BRIDGE_MAX_SUBSCRIPTIONS' default
 
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 _PONG_PREFIX = '{"type":"pong","timestamp":"'
@@ -51,6 +65,10 @@ _PONG_PREFIX = '{"type":"pong","timestamp":"'
 connections: dict[str, set[Send]] = {}
 # user id -> last seq handed out
 seqs: dict[str, int] = {}
+# topic -> the `send` callables of the connections subscribed to it
+subscribers: dict[str, set[Send]] = {}
+# topic -> last seq handed out (the topic's own sequence, SPEC §8)
+topic_seqs: dict[str, int] = {}
 
 
 def now_text() -> str:
@@ -113,25 +131,83 @@ async def _websocket(scope: dict, receive: Callable, send: Send) -> None:
     )
     mine = connections.setdefault(user_id, set())
     mine.add(send)
+    topics: set[str] = set()  # this connection's subscriptions
     try:
         while True:
             event = await receive()
             if event["type"] == "websocket.disconnect":
                 return
             text = event.get("text")
-            if text is None or '"ping"' not in text:
+            if text is None or not ('"ping"' in text or 'subscribe"' in text):
                 continue  # pong, ack, anything else: ignored
             try:
                 frame = json.loads(text)
             except ValueError:
                 continue
-            if isinstance(frame, dict) and frame.get("type") == "ping":
+            if not isinstance(frame, dict):
+                continue
+            kind = frame.get("type")
+            if kind == "ping":
                 pong = _PONG_PREFIX + now_text() + '"}'
                 await send({"type": "websocket.send", "text": pong})
+            elif kind in ("subscribe", "unsubscribe"):
+                reply = _subscription(frame, send, topics)
+                await send({"type": "websocket.send", "text": _dumps(reply)})
     finally:
         mine.discard(send)
         if not mine and connections.get(user_id) is mine:
             del connections[user_id]
+        for topic in topics:
+            _leave(topic, send)
+
+
+def _subscription(frame: dict, send: Send, topics: set[str]) -> dict:
+    """The reply to a `subscribe` or `unsubscribe` frame (SPEC §8), after
+    joining or leaving; an `error` frame carrying `ref` and `topic` when refused."""
+    kind, topic, ref = frame["type"], frame.get("topic"), frame.get("ref")
+    since = frame.get("since")
+    problem = None
+    if not isinstance(topic, str) or not (match := TOPIC.match(topic)):
+        problem = ("invalid_frame", "'topic' must be <namespace>:<name>")
+    elif match["ns"] == "user":
+        problem = ("forbidden", "the namespace 'user' is reserved")
+    elif since is not None and (
+        isinstance(since, bool) or not isinstance(since, int) or since < 0
+    ):
+        problem = ("invalid_frame", "'since' must be an integer >= 0")
+    elif (
+        kind == "subscribe" and topic not in topics and len(topics) >= MAX_SUBSCRIPTIONS
+    ):
+        problem = ("too_many_subscriptions", "too many subscriptions")
+    if problem is not None:
+        error = {"type": "error", "code": problem[0], "message": problem[1]}
+        if isinstance(ref, str):
+            error["ref"] = ref
+        if isinstance(topic, str):
+            error["topic"] = topic
+        return error
+    reply: dict = {"type": f"{kind}d", "topic": topic}
+    if kind == "subscribe":
+        topics.add(topic)
+        subscribers.setdefault(topic, set()).add(send)
+        seq = topic_seqs.get(topic, 0)
+        reply.update(seq=seq, recovered=since is None or since >= seq)
+    else:
+        if topic in topics:
+            topics.discard(topic)
+            _leave(topic, send)
+        reply["reason"] = "client"
+    if isinstance(ref, str):
+        reply["ref"] = ref
+    return reply
+
+
+def _leave(topic: str, send: Send) -> None:
+    live = subscribers.get(topic)
+    if live is not None:
+        live.discard(send)
+        if not live:
+            del subscribers[topic]
 
 
 async def _refuse(send: Send, code: str, message: str, close_code: int) -> None:
@@ -201,20 +277,28 @@ async def _read_body(receive: Callable) -> bytes | None:
             return b"".join(chunks)
 
 
-def _validate(item: Any) -> tuple[list[str], str, Any, bool]:
-    """A push body -> (targets, event, data, persist); raises Invalid."""
+def _validate(item: Any) -> tuple[list[str] | str, str, Any, bool]:
+    """A push body -> (user ids or a topic, event, data, persist); raises Invalid."""
     if not isinstance(item, dict):
         raise Invalid("a push must be a JSON object")
-    if ("user_id" in item) == ("user_ids" in item):
-        raise Invalid("give exactly one of 'user_id' or 'user_ids'")
-    targets = [item["user_id"]] if "user_id" in item else item["user_ids"]
-    if (
-        not isinstance(targets, list)
-        or not 1 <= len(targets) <= 1000
-        or not all(isinstance(t, str) and USER_ID.match(t) for t in targets)
-        or len(set(targets)) != len(targets)
-    ):
-        raise Invalid("'user_id'/'user_ids' must be 1 to 1000 distinct user ids")
+    if sum(key in item for key in ("user_id", "user_ids", "topic")) != 1:
+        raise Invalid("give exactly one of 'user_id', 'user_ids' or 'topic'")
+    targets: list[str] | str
+    if "topic" in item:
+        targets = item["topic"]
+        if not isinstance(targets, str) or not (match := TOPIC.match(targets)):
+            raise Invalid("'topic' must be <namespace>:<name>")
+        if match["ns"] == "user":
+            raise Invalid("the namespace 'user' is reserved")
+    else:
+        targets = [item["user_id"]] if "user_id" in item else item["user_ids"]
+        if (
+            not isinstance(targets, list)
+            or not 1 <= len(targets) <= 1000
+            or not all(isinstance(t, str) and USER_ID.match(t) for t in targets)
+            or len(set(targets)) != len(targets)
+        ):
+            raise Invalid("'user_id'/'user_ids' must be 1 to 1000 distinct user ids")
     if ("data" in item) == ("message" in item):
         raise Invalid("give exactly one of 'data' or 'message'")
     if "message" in item:
@@ -232,8 +316,12 @@ def _validate(item: Any) -> tuple[list[str], str, Any, bool]:
     return targets, event, data, persist
 
 
-async def _deliver(targets: list[str], event: str, data: Any, persist: bool) -> dict:
+async def _deliver(
+    targets: list[str] | str, event: str, data: Any, persist: bool
+) -> dict:
     """Number, encode (once per recipient) and send one push; its reply entry."""
+    if isinstance(targets, str):
+        return await _deliver_topic(targets, event, data, persist)
     message_id = str(uuid.uuid4())
     timestamp = now_text()
     recipients = []
@@ -270,6 +358,43 @@ async def _deliver(targets: list[str], event: str, data: Any, persist: bool) -> 
             }
         )
     return {"id": message_id, "recipients": recipients}
+
+
+async def _deliver_topic(topic: str, event: str, data: Any, persist: bool) -> dict:
+    """Number (the topic's seq), encode once and send one topic push to every
+    subscribed connection; its reply entry (SPEC §8)."""
+    message_id = str(uuid.uuid4())
+    seq = None
+    if persist:
+        seq = topic_seqs[topic] = topic_seqs.get(topic, 0) + 1
+    live = tuple(subscribers.get(topic, ()))
+    if live:
+        event_out = {
+            "type": "websocket.send",
+            "text": _dumps(
+                {
+                    "type": "message",
+                    "id": message_id,
+                    "seq": seq,
+                    "event": event,
+                    "from": None,
+                    "to": None,
+                    "topic": topic,
+                    "data": data,
+                    "timestamp": now_text(),
+                    "mentions": [],
+                }
+            ),
+        }
+        for send in live:
+            await send(event_out)
+    return {
+        "id": message_id,
+        "topic": topic,
+        "seq": seq,
+        "subscribers": len(live),
+        "recipients": [],
+    }
 
 
 async def _reply(send: Send, status: int, body: bytes) -> None:

@@ -73,6 +73,14 @@ _server_cores = _ratio_of(_get("server_cpu_s"), _get("measured_s"))
 _client_cores = _ratio_of(_get("client_cpu_s"), _get("measured_s"))
 
 
+def _server_cpu_per_delivery(result: dict) -> object:
+    """Server CPU microseconds per delivery received (fan-out scenarios)."""
+    cpu, delivered = result.get("server_cpu_s"), result.get("delivered")
+    if not isinstance(cpu, int | float) or not delivered:
+        return None
+    return cpu * 1e6 / delivered
+
+
 def _server_cpu_per_message(result: dict) -> object:
     cpu, accepted = result.get("server_cpu_s"), result.get("accepted")
     if not isinstance(cpu, int | float) or not accepted:
@@ -88,6 +96,8 @@ ROWS: list[tuple[str, Getter, int, bool]] = [
     ("connect time s", _get("connect_s"), 1, True),
     ("handshake p50 ms", _get("handshake_ms", "p50"), 1, True),
     ("handshake p99 ms", _get("handshake_ms", "p99"), 1, True),
+    ("subscribe p50 ms", _get("subscribe_ms", "p50"), 1, True),
+    ("subscribe p99 ms", _get("subscribe_ms", "p99"), 1, True),
     ("pushes accepted/sent", _pair(_get("accepted"), _get("attempted")), 0, False),
     ("non-202 replies", _counts(_get("non_202")), 0, False),
     ("push phase s", _get("push_s"), 2, True),
@@ -96,6 +106,12 @@ ROWS: list[tuple[str, Getter, int, bool]] = [
     ("open loop: achieved/s", _get("rate_achieved"), 0, False),
     ("open loop: send lag p99 ms", _get("send_lag_ms", "p99"), 1, False),
     ("deliveries got/expected", _pair(_get("delivered"), _get("expected")), 0, False),
+    (
+        "topic reply subscribers min/max",
+        _pair(_get("reply_subscribers_min"), _get("reply_subscribers_max")),
+        0,
+        False,
+    ),
     ("deliveries/s", _get("deliveries_per_s"), 0, True),
     ("latency p50 ms", _get("latency_ms", "p50"), 1, True),
     ("latency p95 ms", _get("latency_ms", "p95"), 1, True),
@@ -108,6 +124,7 @@ ROWS: list[tuple[str, Getter, int, bool]] = [
     ("unexpected deliveries", _get("unexpected"), 0, False),
     ("  of which after non-202", _counts(_get("delivered_despite_error")), 0, False),
     ("seq out of order", _get("seq_errors"), 0, False),
+    ("topic seq not the reply's", _get("seq_mismatches"), 0, False),
     ("ws closed by server", _counts(_get("closed_by_server")), 0, False),
     ("server RSS before MB", _kb_to_mb(_get("rss_before_kb")), 1, True),
     ("server RSS connected MB", _kb_to_mb(_get("rss_connected_kb")), 1, True),
@@ -116,6 +133,7 @@ ROWS: list[tuple[str, Getter, int, bool]] = [
     ("server CPU s", _get("server_cpu_s"), 2, True),
     ("server CPU cores busy", _server_cores, 2, True),
     ("server CPU ms per message", _server_cpu_per_message, 2, True),
+    ("server CPU us per delivery", _server_cpu_per_delivery, 2, True),
     ("redis CPU s", _get("redis_cpu_s"), 2, True),
     ("client CPU s", _get("client_cpu_s"), 2, True),
     ("client CPU cores busy", _client_cores, 2, False),
@@ -222,6 +240,7 @@ RATIO_ROWS: list[tuple[str, Getter, int]] = [
     ("deliveries/s", _get("deliveries_per_s"), 0),
     ("latency p99 ms", _get("latency_ms", "p99"), 1),
     ("server CPU ms per message", _server_cpu_per_message, 2),
+    ("server CPU us per delivery", _server_cpu_per_delivery, 2),
     ("RSS per connection KB", _get("rss_per_conn_kb"), 1),
 ]
 
@@ -293,6 +312,15 @@ def legend(results: list[dict]) -> str:
     )
 
 
+_SUBSCRIBE_HINT = (
+    "subscribing to {topic} was refused: `subscribe invalid_frame` means the"
+    " server does not know topics (SPEC §8) yet; `subscribe not_found` that the"
+    " namespace does not exist (the bench starts Bridge with"
+    " BRIDGE_TOPIC_NAMESPACES=bench:public; a --target server must be started"
+    " with it); `subscribe forbidden` that the namespace is not `public`"
+)
+
+
 def problems(results: list[dict], nproc: int | None = None) -> str:
     """Loss, errors, dead servers and log excerpts, for after the table."""
     out = []
@@ -306,10 +334,15 @@ def problems(results: list[dict], nproc: int | None = None) -> str:
                 f" on {nproc or '?'} CPUs): the machine was not quiet, figures are"
                 " pessimistic and noisy"
             )
+        if r.get("skipped"):
+            out.append(f"{where}: skipped: {r['skipped']}")
         if r.get("server_dead"):
             out.append(f"{where}: server process exited: {'; '.join(r['server_dead'])}")
         if r.get("connect_failures"):
             out.append(f"{where}: connect failures {r['connect_failures']}")
+            topic = r.get("config", {}).get("topic")
+            if topic and any(k.startswith("subscribe") for k in r["connect_failures"]):
+                out.append(f"    {_SUBSCRIBE_HINT.format(topic=topic)}")
         if r.get("non_202"):
             out.append(f"{where}: non-202 replies {r['non_202']}")
             for status, body in r.get("error_samples", {}).items():
@@ -325,7 +358,7 @@ def problems(results: list[dict], nproc: int | None = None) -> str:
                 " pushes answered non-202 were delivered anyway"
                 f" ({sum(r['delivered_despite_error'].values())} deliveries)"
             )
-        for key in ("duplicates", "unexpected", "seq_errors"):
+        for key in ("duplicates", "unexpected", "seq_errors", "seq_mismatches"):
             if r.get(key):
                 out.append(f"{where}: {key} = {r[key]}")
         if r.get("closed_by_server"):

@@ -4,6 +4,7 @@
     python -m bench.run --quick               # every scenario at ~1/10 size
     python -m bench.run --scenario S1,S2 --json results.json
     python -m bench.run --scenario S1 --connections 200 --pushes 2000
+    python -m bench.run --scenario S6 --processes 2   # topic fan-out
     python -m bench.run --processes 2         # two daphnes, one Redis, one DB
     python -m bench.run --target http://127.0.0.1:8000 --server-pid 1234
     python -m bench.run --no-reference        # Bridge only
@@ -78,7 +79,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--scenario",
         action="append",
         metavar="NAME[,NAME]",
-        help="S1..S5 (repeatable or comma-separated; default: all)",
+        help="S1..S6 (repeatable or comma-separated; default: all)",
     )
     parser.add_argument("--list", action="store_true", help="list scenarios and exit")
     parser.add_argument(
@@ -199,10 +200,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def target_factories(args: argparse.Namespace) -> list[Callable[[], Target]]:
+def target_factories(
+    args: argparse.Namespace, scenario_env: dict[str, str] | None = None
+) -> list[Callable[[], Target]]:
     """One factory per server under test: Bridge (or --target), then the
     in-memory reference unless --no-reference. The first is the numerator of
-    the ratio columns."""
+    the ratio columns. Bridge's processes get `scenario_env` (what the selected
+    scenarios need, e.g. S6's topic namespace), then --server-env over it."""
     reference = [
         lambda: ReferenceTarget(
             keep_dir=args.keep_dir, server=args.server, uvicorn_ws=args.uvicorn_ws
@@ -214,7 +218,7 @@ def target_factories(args: argparse.Namespace) -> list[Callable[[], Target]]:
         urls, pids = args.target, args.server_pid
         factories = [lambda: ExternalTarget(urls, pids)]
     else:
-        env = _env_pairs(args.server_env)
+        env = {**(scenario_env or {}), **_env_pairs(args.server_env)}
         factories = [
             lambda: BridgeTarget(
                 processes=args.processes,
@@ -243,6 +247,8 @@ def _summary(result: dict) -> str:
             f"p50 {lat['p50'] or 0:.1f} ms p99 {lat['p99'] or 0:.1f} ms",
             f"lost {result['lost']} dup {result['duplicates']}",
         ]
+    if result.get("skipped"):
+        parts.append("pushes skipped: nothing subscribed (see Problems)")
     if result.get("rss_per_conn_kb") is not None:
         parts.append(f"{result['rss_per_conn_kb']:.1f} KB/conn")
     parts.append(f"{result['wall_s']:.1f} s")
@@ -300,7 +306,7 @@ def main(argv: list[str] | None = None) -> int:
     print(report.header(machine), flush=True)
     print(f"  limits  : RLIMIT_NOFILE {soft}/{hard}", flush=True)
 
-    factories = target_factories(args)
+    factories = target_factories(args, scenarios.server_env(selected))
     if len(factories) > 1 and args.processes > 1 and not args.target:
         _progress(
             f"note: Bridge runs {args.processes} processes, the reference one;"

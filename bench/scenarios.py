@@ -1,4 +1,4 @@
-"""Scenarios S1..S5, and how one scenario runs against one target."""
+"""Scenarios S1..S6, and how one scenario runs against one target."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ import re
 import secrets
 from dataclasses import dataclass, replace
 from typing import Literal
+
+import httpx
 
 from bench import load
 from bench.machine import (
@@ -18,6 +20,10 @@ from bench.machine import (
 from bench.targets import Target
 
 Mode = Literal["closed", "open", "idle"]
+
+# S6's topic. Its namespace must exist on Bridge (SPEC §8): the bench starts
+# Bridge with BRIDGE_TOPIC_NAMESPACES=bench:public (Scenario.server_env).
+TOPIC = "bench:fanout"
 
 
 @dataclass(frozen=True)
@@ -32,13 +38,25 @@ class Scenario:
     batch: int | None = None  # None: POST /sse/push; n: POST /sse/push/batch
     rate: float = 0.0  # open loop: pushes per second
     duration: float = 0.0  # open loop: seconds; idle: seconds to hold the connections
+    # Topic fan-out (S6): every connection subscribes to this topic and every
+    # push targets it (SPEC §8) instead of a user.
+    topic: str | None = None
+    # Environment Bridge's server processes need for this scenario (KEY, VALUE).
+    server_env: tuple[tuple[str, str], ...] = ()
 
     def describe(self) -> str:
         per_user = self.connections / self.users if self.users else 0
         shape = f"{self.connections} conns"
         if per_user != 1:
             shape += f" ({self.users} users x {per_user:g})"
-        if self.mode == "closed":
+        if self.topic is not None:
+            shape += f" subscribed to {self.topic}"
+        if self.mode == "closed" and self.topic is not None:
+            what = f"{self.pushes} topic pushes"
+            what += f" in batches of {self.batch}" if self.batch else " single"
+            what += f" @ concurrency {self.concurrency}"
+            what += f" -> {self.pushes * self.connections:,} deliveries"
+        elif self.mode == "closed":
             what = f"{self.pushes} msgs"
             what += f" in batches of {self.batch}" if self.batch else " single"
             what += f" @ concurrency {self.concurrency}"
@@ -72,6 +90,11 @@ SCENARIOS: dict[str, Scenario] = {
             "S5", "open-loop latency", "open", connections=1000, users=1000,
             concurrency=100, rate=500, duration=10,
         ),
+        Scenario(
+            "S6", "topic fan-out", "closed", connections=1000, users=1000,
+            pushes=2000, concurrency=50, topic=TOPIC,
+            server_env=(("BRIDGE_TOPIC_NAMESPACES", "bench:public"),),
+        ),
     )
 }  # fmt: skip
 
@@ -82,7 +105,16 @@ QUICK: dict[str, dict] = {
     "S3": {"connections": 50, "users": 10, "pushes": 500},
     "S4": {"connections": 500, "users": 500, "duration": 1},
     "S5": {"connections": 100, "users": 100, "rate": 250, "duration": 2},
+    "S6": {"connections": 100, "users": 100, "pushes": 200},
 }
+
+
+def server_env(selected: list[Scenario]) -> dict[str, str]:
+    """The environment Bridge's processes need for every selected scenario."""
+    env: dict[str, str] = {}
+    for scenario in selected:
+        env.update(scenario.server_env)
+    return env
 
 
 def build(name: str, *, quick: bool = False, **overrides) -> Scenario:
@@ -175,6 +207,7 @@ async def run(target: Target, scenario: Scenario, options: Options) -> dict:
             "rate": scenario.rate,
             "duration": scenario.duration,
             "mode": scenario.mode,
+            "topic": scenario.topic,
             "processes": len(target.http_urls),
         },
     }
@@ -188,6 +221,7 @@ async def run(target: Target, scenario: Scenario, options: Options) -> dict:
         users,
         scenario.connections,
         connect_concurrency=options.connect_concurrency,
+        topic=scenario.topic,
     )
     connect_started = loop.time()
     try:
@@ -199,6 +233,11 @@ async def run(target: Target, scenario: Scenario, options: Options) -> dict:
         handshakes = load.percentiles(
             [c.handshake_s for c in pool.open_conns if c.handshake_s is not None]
         )
+        if scenario.topic is not None:
+            subscribes = [c.subscribe_s for c in pool.open_conns]
+            result["subscribe_ms"] = _ms(
+                load.percentiles([s for s in subscribes if s is not None])
+            )
         result.update(
             connections_open=opened,
             connect_failures=dict(
@@ -217,7 +256,12 @@ async def run(target: Target, scenario: Scenario, options: Options) -> dict:
         )
 
         ledger = load.Ledger()
-        if scenario.mode == "idle":
+        if scenario.topic is not None and not opened:
+            # Nothing subscribed (a server without topics, or without the
+            # namespace): pushing would measure nothing. One probe push shows
+            # how the HTTP side answers, for the report.
+            result["skipped"] = await _topic_probe(target, scenario, options, pool)
+        elif scenario.mode == "idle":
             cpu0 = _cpu(server_pids, redis_pids)
             await asyncio.sleep(scenario.duration)
             result.update(_cpu_delta(cpu0, _cpu(server_pids, redis_pids)))
@@ -229,13 +273,15 @@ async def run(target: Target, scenario: Scenario, options: Options) -> dict:
             async with http:
                 cpu0 = _cpu(server_pids, redis_pids)
                 if scenario.mode == "closed":
+                    topic = scenario.topic
                     await load.closed_loop(
                         http,
-                        users,
+                        [topic] if topic is not None else users,
                         tag=tag,
                         messages=scenario.pushes,
                         batch=scenario.batch,
                         ledger=ledger,
+                        target_key="topic" if topic is not None else "user_id",
                     )
                 else:
                     await load.open_loop(
@@ -246,7 +292,7 @@ async def run(target: Target, scenario: Scenario, options: Options) -> dict:
                         duration=scenario.duration,
                         ledger=ledger,
                     )
-            expected = load.expected_deliveries(ledger, pool.connections_per_user())
+            expected = load.expected_deliveries(ledger, pool.connections_per_stream())
             await load.drain(pool, expected, quiet_for=options.drain_timeout)
             cpu1 = _cpu(server_pids, redis_pids)
             result.update(_pushes(ledger, load.reconcile(ledger, pool), scenario))
@@ -261,6 +307,25 @@ async def run(target: Target, scenario: Scenario, options: Options) -> dict:
     result.update(_log_findings(target.log_since(log_mark)))
     result["wall_s"] = loop.time() - started
     return result
+
+
+async def _topic_probe(
+    target: Target, scenario: Scenario, options: Options, pool: load.ClientPool
+) -> str:
+    """Why a topic scenario did not push: the subscribe refusals and the reply
+    to one probe push to the topic."""
+    failures = _count(c.connect_error for c in pool.conns if c.connect_error)
+    body = {"topic": scenario.topic, "event": "bench", "data": {"probe": True}}
+    try:
+        async with httpx.AsyncClient(timeout=options.http_timeout) as client:
+            reply = await client.post(target.http_urls[0] + "/sse/push", json=body)
+        answer = f"{reply.status_code} {load.one_line(reply.text)}"
+    except httpx.HTTPError as exc:
+        answer = f"{type(exc).__name__}: {exc}"
+    return (
+        f"no connection could subscribe to {scenario.topic} ({failures}), so no"
+        f" pushes were sent; one probe POST /sse/push to the topic answered {answer}"
+    )
 
 
 def _cpu(server_pids: list[int], redis_pids: list[int]) -> tuple:
@@ -322,11 +387,18 @@ def _pushes(ledger: load.Ledger, got: load.Deliveries, scenario: Scenario) -> di
         "refused_pushes_delivered": len(got.rejected_pushes_seen),
         "seq_errors": got.seq_errors,
         "seq_gaps": got.seq_gaps,
+        "seq_mismatches": got.seq_mismatches,
         "latency_ms": _ms(load.percentiles(got.latencies)),
         "reply_ms": _ms(load.percentiles(ledger.reply_latency)),
         "lost_users": len(got.lost_by_user),
         "lost_sample": dict(got.lost_by_user.most_common(5)),
     }
+    if scenario.topic is not None:
+        # What each topic push's reply said about its audience (SPEC §8
+        # `subscribers`), to set beside the connections that subscribed.
+        counts = ledger.subscribers
+        found["reply_subscribers_min"] = min(counts) if counts else None
+        found["reply_subscribers_max"] = max(counts) if counts else None
     if scenario.mode == "open":
         found["rate_target"] = scenario.rate
         span = (ledger.last_send or 0) - (first or 0)
