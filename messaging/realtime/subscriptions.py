@@ -67,6 +67,10 @@ class TopicSubscriber:
             cursor = newest or 0
             if frame.since is not None and newest is not None:
                 cursor = min(frame.since, newest)
+            elif state is not None:
+                # Subscribing again without `since` changes nothing: messages
+                # already on their way still arrive.
+                cursor = state.cursor
             recovered = await self._recoverable(topic, frame.since, cursor, newest)
             if state is None:
                 if self.topics is None:
