@@ -38,7 +38,8 @@ class PublicAccountAdmin(admin.ModelAdmin):
         received = reverse("admin:messaging_streamentry_changelist")
         sent = reverse("admin:messaging_message_changelist")
         return format_html(
-            '<a href="{}?stream=user:{}">received</a> · <a href="{}?sender={}">sent</a>',
+            '<a href="{}?stream=user:{}">received</a> · '
+            '<a href="{}?sender={}">sent</a>',
             received,
             account.handle,
             sent,

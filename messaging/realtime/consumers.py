@@ -77,7 +77,8 @@ class BridgeConsumer(FrameReceiver, TopicSubscriber, StreamSender, SingleTaskCon
             handshake = parse_handshake(self.scope)
             self.subprotocol = handshake.subprotocol
             await ws_limits.admit_address(ws_limits.client_address(self.scope))
-            user_id = await authenticate(handshake, self.scope)
+            identity = await authenticate(handshake, self.scope)
+            user_id = identity.user_id
             await ws_limits.admit_user(user_id)
             # Both are Redis round trips on different connections: overlap them.
             # A refused registration (4429) leaves the joined groups on disconnect.
@@ -99,6 +100,7 @@ class BridgeConsumer(FrameReceiver, TopicSubscriber, StreamSender, SingleTaskCon
             await self._refuse_handshake(refusal)
             return
         self.user_id = user_id
+        self.topic_grants = identity.topic_grants
         self.stream = personal_stream(user_id)
         # Joined before reading `newest`: anything stored later is sent after our
         # subscription exists, so live delivery has no hole at the start. The lock
