@@ -129,6 +129,7 @@ async def test_redis_killed_mid_stream_leaves_no_topic_subscriber_deaf(
                 f"{a.http}/sse/push", json={"topic": topic, "data": {"marker": "end"}}
             )
         logs = [s.log(since=m) for s, m in zip((a, b), marks, strict=True)]
+        still_open = {c.label: c.open_now for c in clients}
     finally:
         for client in clients:
             await client.close()
@@ -150,7 +151,7 @@ async def test_redis_killed_mid_stream_leaves_no_topic_subscriber_deaf(
             if m != "end"
         ]
         assert seqs == sorted(accepted.values()), f"{client.label}: seqs"
-        assert client.open_now, client.label
+        assert still_open[client.label], client.label
         assert [f["type"] for f in client.others] == ["subscribed"], client.others
     # Presence of the topic was rebuilt by the heartbeat after the flush.
     assert last.status_code == 202, last.text
