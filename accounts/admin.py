@@ -71,7 +71,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
         "last_used_at",
         "revoked_at",
     )
-    list_filter = ("revoked_at", "can_ops", "can_broadcast")
+    list_filter = ("revoked_at", "can_ops", "can_broadcast", "can_manage_topics")
     search_fields = ("name", "prefix", "service", "account__handle")
     readonly_fields = ("prefix", "created_at", "last_used_at", "revoked_at")
     autocomplete_fields = ("account",)

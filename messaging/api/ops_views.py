@@ -36,6 +36,8 @@ class StatsView(OpsView):
                 "messages_pushed": serializers.IntegerField(),
                 "messages_delivered": serializers.IntegerField(),
                 "errors": serializers.IntegerField(),
+                "topics": serializers.IntegerField(),
+                "subscriptions": serializers.IntegerField(),
                 "instances": serializers.ListField(child=serializers.DictField()),
             },
         )
