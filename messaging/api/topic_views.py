@@ -28,11 +28,14 @@ from accounts.authentication import requires
 from messaging import topic_presence
 from messaging.api import topic_operations
 from messaging.api.ops_views import (
+    HISTORY_PARAMETERS,
+    HISTORY_REPLY,
     MAX_PAGE,
     OpsView,
     _check_user_id,
     _from_redis,
     _int_param,
+    history_reply,
 )
 from messaging.frames import format_time
 from messaging.streams import history, publish, topics
@@ -214,28 +217,12 @@ class TopicPresenceView(OpsView):
 
 class TopicMessagesView(OpsView):
     @extend_schema(
-        parameters=[
-            TOPIC_PATH,
-            OpenApiParameter("after_seq", int, required=False),
-            OpenApiParameter("limit", int, required=False),
-        ],
-        responses=inline_serializer(
-            "TopicHistory",
-            {
-                "messages": serializers.ListField(child=serializers.DictField()),
-                "next_after_seq": serializers.IntegerField(allow_null=True),
-            },
-        ),
+        parameters=[TOPIC_PATH, *HISTORY_PARAMETERS], responses=HISTORY_REPLY
     )
     def get(self, request: Request, topic: str) -> Response:
         """The topic's kept messages, oldest first, as the user history API."""
         _topic_rules(topic)
-        after_seq = _int_param(request, "after_seq", default=0)
-        limit = _int_param(request, "limit", default=100, maximum=MAX_PAGE, minimum=1)
-        messages, next_after = history.messages_page(
-            topic, after_seq=after_seq, limit=limit
-        )
-        return Response({"messages": messages, "next_after_seq": next_after})
+        return history_reply(request, topic)
 
 
 class TopicMembersView(MembershipView):
