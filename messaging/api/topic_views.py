@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 
-from django.db import transaction
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.exceptions import (
@@ -38,7 +37,7 @@ from messaging.api.ops_views import (
     history_reply,
 )
 from messaging.frames import format_time
-from messaging.streams import history, publish, topics
+from messaging.streams import history, topics
 from messaging.streams.names import NAMESPACE_RE, PERSONAL_NAMESPACE
 from messaging.streams.namespaces import NamespaceRules, namespace_rules
 from messaging.streams.topics import TopicRefused
@@ -285,23 +284,7 @@ class TopicMemberView(MembershipView):
         _check_user_id(user_id)
         _topic_rules(topic)
         removed = topics.member_remove(topic=topic, user_id=user_id)
-        transaction.on_commit(lambda: _end_subscriptions(user_id, topic))
         return Response({"removed": removed})
-
-
-def _end_subscriptions(user_id: str, topic: str) -> None:
-    """The membership is gone whatever Redis does, so a failed publish is
-    logged, not answered: the removal stays a 200."""
-    try:
-        publish.end_subscriptions_blocking(
-            user_id=user_id, topic=topic, reason="removed"
-        )
-    except publish.LayerUnavailable as exc:
-        logger.warning(
-            "member removed from %s, but its subscriptions were not ended: %s",
-            topic,
-            exc,
-        )
 
 
 class UserTopicsView(MembershipView):

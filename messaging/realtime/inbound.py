@@ -50,7 +50,9 @@ class FrameReceiver:
             if frame.type in ws_limits.CONTROL_FRAME_TYPES:
                 if self.control_frames is None:
                     self.control_frames = ConnectionWindow()
-                ws_limits.count_control_frame(self.control_frames, frame.ref)
+                ws_limits.count_control_frame(
+                    self.control_frames, frame.ref, frame.topic
+                )
             await getattr(self, f"on_{frame.type}")(frame)
         except FrameError as error:
             await self._refuse_frame(error)

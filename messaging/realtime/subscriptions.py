@@ -196,8 +196,11 @@ class TopicSubscriber:
     async def leave_every_topic(self) -> None:
         """On disconnect: every subscription ends (leave frames included)."""
         held, self.topics = self.topics or {}, None
-        for topic, state in held.items():
-            await self._leave_topic(topic, state.rules)
+        # Together: a hundred topics one after another could outlast the
+        # disconnect's BRIDGE_LAYER_TIMEOUT on a slow Redis.
+        await asyncio.gather(
+            *(self._leave_topic(topic, state.rules) for topic, state in held.items())
+        )
 
     async def rejoin_topic_groups(self) -> None:
         """The heartbeat's re-join, for a Redis that lost its subscriptions."""

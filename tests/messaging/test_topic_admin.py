@@ -4,11 +4,14 @@ superuser Client."""
 
 from __future__ import annotations
 
+from unittest import mock
+
 import pytest
 from django.test import Client
 
 from accounts.models import ApiKey
 from messaging.models import TopicMember, TopicNamespace
+from messaging.streams import publish
 from messaging.streams.namespaces import forget_cached_rules, namespace_rules
 
 pytestmark = pytest.mark.django_db
@@ -128,3 +131,49 @@ def test_create_api_key_grants_the_topics_permission():
     call_command("create_api_key", "--service", "chat", "--perm", "topics", stdout=out)
     raw = out.getvalue().strip().splitlines()[-1]
     assert api_key_authenticate(raw).permissions == frozenset({"topics"})
+
+
+def test_deleting_a_member_in_the_admin_ends_their_subscriptions(
+    admin_client: Client, django_capture_on_commit_callbacks
+):
+    member = TopicMember.objects.create(topic="room:9", user_id="ann")
+    with (
+        mock.patch.object(publish, "end_subscriptions_blocking") as end,
+        django_capture_on_commit_callbacks(execute=True),
+    ):
+        response = admin_client.post(f"{MEMBERS}{member.pk}/delete/", {"post": "yes"})
+    assert response.status_code == 302, response
+    assert not TopicMember.objects.exists()
+    end.assert_called_once_with(user_id="ann", topic="room:9", reason="removed")
+
+
+def test_deleting_members_in_bulk_ends_each_ones_subscriptions(
+    admin_client: Client, django_capture_on_commit_callbacks
+):
+    for user in ("ann", "bob"):
+        TopicMember.objects.create(topic="room:9", user_id=user)
+    with (
+        mock.patch.object(publish, "end_subscriptions_blocking") as end,
+        django_capture_on_commit_callbacks(execute=True),
+    ):
+        admin_client.post(
+            MEMBERS,
+            {
+                "action": "delete_selected",
+                "_selected_action": list(
+                    TopicMember.objects.values_list("pk", flat=True)
+                ),
+                "post": "yes",
+            },
+        )
+    assert not TopicMember.objects.exists()
+    assert sorted(c.kwargs["user_id"] for c in end.call_args_list) == ["ann", "bob"]
+
+
+def test_a_membership_cannot_be_moved_in_the_admin(admin_client: Client):
+    member = TopicMember.objects.create(topic="room:9", user_id="ann")
+    admin_client.post(
+        f"{MEMBERS}{member.pk}/change/", {"topic": "room:10", "user_id": "bob"}
+    )
+    member.refresh_from_db()
+    assert (member.topic, member.user_id) == ("room:9", "ann")

@@ -22,8 +22,9 @@ class Command(BaseCommand):
         result = purge(ttl_seconds=ttl, max_per_user=max_per_user)
         self.stdout.write(
             f"expired messages: {result.expired_messages}\n"
-            f"inbox entries over {max_per_user} per user: {result.entries_over_limit}\n"
-            f"messages left with no recipient: {result.orphaned_messages}\n"
+            f"personal stream entries over {max_per_user} per user: "
+            f"{result.entries_over_limit}\n"
+            f"messages left in no stream: {result.orphaned_messages}\n"
             f"idempotency records past 24 h: {result.idempotency_records}\n"
             f"topic entries expired: {result.topic_entries_expired}\n"
             f"topic entries over their namespace's history_size: "
