@@ -38,7 +38,8 @@ class PublicAccountAdmin(admin.ModelAdmin):
         received = reverse("admin:messaging_streamentry_changelist")
         sent = reverse("admin:messaging_message_changelist")
         return format_html(
-            '<a href="{}?stream=user:{}">received</a> · <a href="{}?sender={}">sent</a>',
+            '<a href="{}?stream=user:{}">received</a> · '
+            '<a href="{}?sender={}">sent</a>',
             received,
             account.handle,
             sent,
@@ -70,7 +71,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
         "last_used_at",
         "revoked_at",
     )
-    list_filter = ("revoked_at", "can_ops", "can_broadcast")
+    list_filter = ("revoked_at", "can_ops", "can_broadcast", "can_manage_topics")
     search_fields = ("name", "prefix", "service", "account__handle")
     readonly_fields = ("prefix", "created_at", "last_used_at", "revoked_at")
     autocomplete_fields = ("account",)

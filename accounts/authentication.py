@@ -96,24 +96,26 @@ class DenyAll(permissions.BasePermission):
         return False
 
 
-def requires(permission: str) -> type[permissions.BasePermission]:
-    """A DRF permission class: the caller holds `permission`; staff sessions count
-    as `ops`."""
+def requires(*allowed: str) -> type[permissions.BasePermission]:
+    """A DRF permission class: the caller holds one of the `allowed`
+    permissions; staff sessions count as `ops`."""
+    wanted = frozenset(allowed)
+    names = "' or '".join(allowed)
 
     class Requires(permissions.BasePermission):
-        message = f"This needs the '{permission}' permission."
+        message = f"This needs the '{names}' permission."
 
         def has_permission(self, request: Request, view) -> bool:
             user = request.user
             if isinstance(user, Caller):
-                return user.may(permission)
+                return any(user.may(permission) for permission in wanted)
             return bool(
-                permission == "ops"
+                "ops" in wanted
                 and getattr(user, "is_authenticated", False)
                 and getattr(user, "is_staff", False)
             )
 
-    Requires.__name__ = f"Requires_{permission}"
+    Requires.__name__ = f"Requires_{'_or_'.join(allowed)}"
     return Requires
 
 

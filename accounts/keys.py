@@ -72,6 +72,7 @@ def api_key_create(
         can_send_as="sender" in permissions,
         can_ops="ops" in permissions,
         can_issue_tokens="issue_tokens" in permissions,
+        can_manage_topics="topics" in permissions,
     )
     key.full_clean(exclude=["prefix", "digest"])
     raw = api_key_mint(key)

@@ -59,7 +59,7 @@ class ApiKey(models.Model):
     Only a keyed hash of the key is stored; the key itself is shown once.
     """
 
-    PERMISSIONS = ("push", "broadcast", "sender", "ops", "issue_tokens")
+    PERMISSIONS = ("push", "broadcast", "sender", "ops", "issue_tokens", "topics")
 
     name = models.CharField(max_length=100, help_text="What the key is for.")
     account = models.ForeignKey(
@@ -84,6 +84,11 @@ class ApiKey(models.Model):
     )
     can_ops = models.BooleanField("ops", default=False)
     can_issue_tokens = models.BooleanField("issue_tokens", default=False)
+    can_manage_topics = models.BooleanField(
+        "topics",
+        default=False,
+        help_text="May manage topic membership (SPEC §8); `ops` may too.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
     revoked_at = models.DateTimeField(null=True, blank=True)
@@ -117,5 +122,6 @@ class ApiKey(models.Model):
             "sender": self.can_send_as,
             "ops": self.can_ops,
             "issue_tokens": self.can_issue_tokens,
+            "topics": self.can_manage_topics,
         }
         return frozenset(name for name, allowed in flags.items() if allowed)

@@ -1,4 +1,5 @@
-"""POST /api/tokens: mint a WebSocket token for one user id (SPEC §4, §6)."""
+"""POST /api/tokens: mint a WebSocket token for one user id, optionally
+granting topics (SPEC §4, §6, §8)."""
 
 from __future__ import annotations
 
@@ -21,7 +22,10 @@ class TokenView(APIView):
     def post(self, request: Request) -> Response:
         serializer = TokenRequestSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        issued = token_issue(user_id=serializer.validated_data["user_id"])
+        issued = token_issue(
+            user_id=serializer.validated_data["user_id"],
+            topics=serializer.validated_data.get("topics", ()),
+        )
         reply = TokenReplySerializer(
             {"token": issued.token, "expires_at": issued.expires_at}
         )

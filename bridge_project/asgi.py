@@ -29,11 +29,15 @@ from accounts.services import public_accounts_ensure_at_startup  # noqa: E402
 from messaging.realtime.instance_registry import RegisteringApplication  # noqa: E402
 from messaging.realtime.routing import websocket_urlpatterns  # noqa: E402
 from messaging.realtime.session_auth import session_auth_stack  # noqa: E402
+from messaging.streams.namespace_setup import (  # noqa: E402
+    namespaces_ensure_at_startup,
+)
 
 # Bodies over the limit are refused while daphne reads them, not after.
 daphne_body_limit.install(settings.BRIDGE_MAX_BODY_BYTES)
 # Before the server starts its event loop, so a plain synchronous query is fine.
 public_accounts_ensure_at_startup(handles=settings.PUBLIC_ACCOUNTS)
+namespaces_ensure_at_startup(namespaces=settings.BRIDGE_TOPIC_NAMESPACES)
 if settings.BRIDGE_AUTH_MODE == "open":
     logging.getLogger("bridge").warning(
         "BRIDGE_AUTH_MODE=open: anyone can listen as any user and push to anyone. "

@@ -17,6 +17,7 @@ from bridge_project.env import (
     env_list,
     env_rate,
     env_str,
+    env_topic_namespaces,
 )
 from bridge_project.layers import pubsub_layer
 from bridge_project.redis_reconnect import retry_once
@@ -233,6 +234,9 @@ if _bad_handles:
         f"PUBLIC_ACCOUNTS has invalid handles {_bad_handles}: each must match "
         "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
     )
+# Topic namespaces created at start-up when missing, never changed (SPEC §8):
+# "room:members,news:public" or a JSON object of name -> settings.
+BRIDGE_TOPIC_NAMESPACES = env_topic_namespaces("BRIDGE_TOPIC_NAMESPACES")
 
 # Django refuses bodies over this before any parser runs; Bridge's own parser
 # turns the same limit into a JSON 413.

@@ -12,7 +12,7 @@ from accounts.models import PublicAccount
 from messaging import presence
 from messaging.api import operations
 from messaging.models import Message, StreamEntry, TopicMember, TopicNamespace
-from messaging.streams import publish
+from messaging.streams import publish, topics
 from messaging.streams.namespaces import forget_cached_rules
 
 
@@ -80,6 +80,18 @@ class TopicMemberAdmin(admin.ModelAdmin):
     list_display = ("topic", "user_id", "added_at")
     search_fields = ("=topic", "=user_id")
     ordering = ("topic", "user_id")
+
+    def get_readonly_fields(self, request: HttpRequest, obj=None):
+        # Moving a membership would be a removal nobody is told about.
+        return ("topic", "user_id") if obj else ()
+
+    def delete_model(self, request: HttpRequest, obj: TopicMember) -> None:
+        # As the API does: the user's live subscriptions are checked again.
+        topics.member_remove(topic=obj.topic, user_id=obj.user_id)
+
+    def delete_queryset(self, request: HttpRequest, queryset) -> None:
+        for member in queryset:
+            topics.member_remove(topic=member.topic, user_id=member.user_id)
 
 
 # accounts never imports messaging, so the bot list gets its live column here.

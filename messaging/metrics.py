@@ -37,6 +37,13 @@ push_latency_seconds = Histogram(
 frames_refused_total = Counter(
     "bridge_frames_refused_total", "Client frames refused, by error code", ["code"]
 )
+subscriptions_open = Gauge(
+    "bridge_subscriptions_open", "Topic subscriptions open now (SPEC §8)"
+)
+topic_messages_total = Counter(
+    "bridge_topic_messages_total",
+    "Messages published to topics, by HTTP push or client frame (SPEC §8)",
+)
 pushes_unavailable_total = Counter(
     "bridge_pushes_unavailable_total",
     "Pushes and client messages refused because Redis or the database was down",

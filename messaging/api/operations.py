@@ -9,7 +9,7 @@ from typing import Any
 from django.conf import settings
 from redis.exceptions import RedisError
 
-from messaging import presence
+from messaging import presence, topic_presence
 from messaging.realtime import instance_registry
 from messaging.streams import publish
 
@@ -30,10 +30,14 @@ async def cluster_stats() -> dict[str, Any]:
     for instance in instances:
         for name in totals:
             totals[name] += int(instance.get(name) or 0)
+    topics, subscriptions = await topic_presence.totals()
     return {
         "total_connections": sum(int(i.get("connections") or 0) for i in instances),
         "online_users": await presence.online_user_count(),
         **totals,
+        # SPEC §8: topics with live subscriptions, and those subscriptions.
+        "topics": topics,
+        "subscriptions": subscriptions,
         "instances": [
             {
                 "instance": i["instance"],

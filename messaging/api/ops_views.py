@@ -36,6 +36,8 @@ class StatsView(OpsView):
                 "messages_pushed": serializers.IntegerField(),
                 "messages_delivered": serializers.IntegerField(),
                 "errors": serializers.IntegerField(),
+                "topics": serializers.IntegerField(),
+                "subscriptions": serializers.IntegerField(),
                 "instances": serializers.ListField(child=serializers.DictField()),
             },
         )
@@ -92,28 +94,34 @@ class UserDisconnectView(OpsView):
         return Response({"closed": _from_redis(operations.disconnect_user, user_id)})
 
 
-class UserMessagesView(OpsView):
-    @extend_schema(
-        parameters=[
-            OpenApiParameter("after_seq", int, required=False),
-            OpenApiParameter("limit", int, required=False),
-        ],
-        responses=inline_serializer(
-            "History",
-            {
-                "messages": serializers.ListField(child=serializers.DictField()),
-                "next_after_seq": serializers.IntegerField(allow_null=True),
-            },
-        ),
+HISTORY_PARAMETERS = [
+    OpenApiParameter("after_seq", int, required=False),
+    OpenApiParameter("limit", int, required=False),
+]
+HISTORY_REPLY = inline_serializer(
+    "History",
+    {
+        "messages": serializers.ListField(child=serializers.DictField()),
+        "next_after_seq": serializers.IntegerField(allow_null=True),
+    },
+)
+
+
+def history_reply(request: Request, stream: str) -> Response:
+    """A page of a stream's kept messages, oldest first (SPEC §6, §8)."""
+    after_seq = _int_param(request, "after_seq", default=0)
+    limit = _int_param(request, "limit", default=100, maximum=MAX_PAGE, minimum=1)
+    messages, next_after = history.messages_page(
+        stream, after_seq=after_seq, limit=limit
     )
+    return Response({"messages": messages, "next_after_seq": next_after})
+
+
+class UserMessagesView(OpsView):
+    @extend_schema(parameters=HISTORY_PARAMETERS, responses=HISTORY_REPLY)
     def get(self, request: Request, user_id: str) -> Response:
         _check_user_id(user_id)
-        after_seq = _int_param(request, "after_seq", default=0)
-        limit = _int_param(request, "limit", default=100, maximum=MAX_PAGE, minimum=1)
-        messages, next_after = history.messages_page(
-            personal_stream(user_id), after_seq=after_seq, limit=limit
-        )
-        return Response({"messages": messages, "next_after_seq": next_after})
+        return history_reply(request, personal_stream(user_id))
 
 
 def _from_redis(function, *args, **kwargs):

@@ -18,6 +18,7 @@ from bridge_project.api_fields import (
     user_id_field,
 )
 from messaging.streams.delivery import PushRequest
+from messaging.streams.names import InvalidTopic, parse_topic
 
 MAX_TARGETS = 1000
 
@@ -28,6 +29,9 @@ class PushSerializer(serializers.Serializer):
         child=user_id_field(), required=False, min_length=1, max_length=MAX_TARGETS
     )
     broadcast = StrictBooleanField(required=False)
+    # SPEC §8: a topic `<namespace>:<name>`; whether its namespace exists is
+    # the view's question (404 for a push, 400 per item in a batch).
+    topic = StrictCharField(required=False, trim_whitespace=False)
     event = StrictCharField(
         required=False,
         trim_whitespace=False,
@@ -59,8 +63,15 @@ class PushSerializer(serializers.Serializer):
             )
         return value
 
+    def validate_topic(self, value: str) -> str:
+        try:
+            parse_topic(value)
+        except InvalidTopic as exc:
+            raise serializers.ValidationError(str(exc), code="invalid_topic") from None
+        return value
+
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        given = [name for name in ("user_id", "user_ids") if name in attrs]
+        given = [name for name in ("user_id", "user_ids", "topic") if name in attrs]
         if attrs.get("broadcast") is True:
             given.append("broadcast")
         if len(given) != 1:
@@ -68,7 +79,8 @@ class PushSerializer(serializers.Serializer):
                 {
                     "non_field_errors": [
                         serializers.ErrorDetail(
-                            "Give exactly one of user_id, user_ids or broadcast: true.",
+                            "Give exactly one of user_id, user_ids, topic or "
+                            "broadcast: true.",
                             "target",
                         )
                     ]
@@ -128,6 +140,7 @@ def push_request_from(attrs: dict[str, Any]) -> PushRequest:
         broadcast=broadcast,
         text=mention_text(attrs["payload"]),
         idempotency_key=attrs.get("idempotency_key"),
+        topic=attrs.get("topic"),
     )
 
 
@@ -217,10 +230,21 @@ class RecipientReplySerializer(serializers.Serializer):
 
 
 class PushReplySerializer(serializers.Serializer):
+    """A push's reply: to users (`recipients`), a broadcast (`broadcast`,
+    `online_users`) or a topic (`topic`, `seq`, `subscribers`, and the
+    mention copies in `recipients`; SPEC §8)."""
+
     id = serializers.UUIDField()
     recipients = RecipientReplySerializer(many=True, required=False)
     broadcast = serializers.BooleanField(required=False)
     online_users = serializers.IntegerField(required=False)
+    topic = serializers.CharField(required=False)
+    seq = serializers.IntegerField(
+        required=False, allow_null=True, help_text="The topic's seq; null: live-only."
+    )
+    subscribers = serializers.IntegerField(
+        required=False, help_text="Live subscriptions to the topic, cluster-wide."
+    )
 
 
 class BatchReplySerializer(serializers.Serializer):

@@ -11,6 +11,8 @@ from typing import Any
 from django.db import DatabaseError
 from drf_spectacular.utils import extend_schema
 from rest_framework.exceptions import (
+    ErrorDetail,
+    NotFound,
     PermissionDenied,
     UnsupportedMediaType,
     ValidationError,
@@ -34,6 +36,7 @@ from messaging.event_log import log_event
 from messaging.instance import INSTANCE_NAME
 from messaging.streams import delivery, publish
 from messaging.streams.delivery import PushReceipt, PushRequest
+from messaging.streams.topics import TopicRefused, topic_rules
 
 
 class PushView(APIView):
@@ -43,7 +46,11 @@ class PushView(APIView):
     def post(self, request: Request) -> Response:
         started = time.perf_counter()
         attrs = validate_push(json_body(request))
-        (receipt,) = deliver(request, [push_request_from(attrs)], started)
+        push = push_request_from(attrs)
+        refusal = unknown_namespace(push)
+        if refusal is not None:
+            raise NotFound(refusal)
+        (receipt,) = deliver(request, [push], started)
         return _accepted(receipt.reply(), [receipt])
 
 
@@ -55,11 +62,37 @@ class PushBatchView(APIView):
         started = time.perf_counter()
         serializer = BatchSerializer(data=json_body(request))
         serializer.is_valid(raise_exception=True)
-        receipts = deliver(request, serializer.push_requests(), started)
+        pushes = serializer.push_requests()
+        refuse_unknown_namespaces(pushes)
+        receipts = deliver(request, pushes, started)
         return _accepted({"results": [r.reply() for r in receipts]}, receipts)
 
 
 _validators = threading.local()
+
+
+def unknown_namespace(push: PushRequest) -> str | None:
+    """Why a topic push cannot go anywhere (its namespace does not exist,
+    SPEC §8), or None. The topic's syntax was checked by the serializer."""
+    if push.topic is None:
+        return None
+    try:
+        topic_rules(push.topic)
+    except TopicRefused as exc:
+        return exc.message
+    return None
+
+
+def refuse_unknown_namespaces(pushes: Sequence[PushRequest]) -> None:
+    """A batch is all-or-nothing (SPEC §6): an item naming a topic of an
+    unknown namespace refuses the whole batch with 400, by its index."""
+    errors = {}
+    for index, push in enumerate(pushes):
+        refusal = unknown_namespace(push)
+        if refusal is not None:
+            errors[str(index)] = {"topic": [ErrorDetail(refusal, "not_found")]}
+    if errors:
+        raise ValidationError({"messages": errors})
 
 
 def validate_push(body: Any) -> dict[str, Any]:

@@ -1,8 +1,8 @@
 """The WebSocket endpoint `/ws` (SPEC §2, §8): handshake, group membership,
 frames in, layer events, cleanup. What goes out, in order and within the send
-budget, is outbound.py; topic subscriptions are subscriptions.py; the one-task
-event loop is single_task_consumer.py (all here). Decisions live in the
-stream core (messaging/streams/)."""
+budget, is outbound.py; frames in are inbound.py; topic subscriptions are
+subscriptions.py; the one-task event loop is single_task_consumer.py (all
+here). Decisions live in the stream core (messaging/streams/)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ import contextlib
 import logging
 import time
 import uuid
-from collections import deque
 from collections.abc import Mapping
 
 from channels.generic.websocket import AsyncWebsocketConsumer
@@ -19,30 +18,23 @@ from django.conf import settings
 from django.db import DatabaseError
 from redis.exceptions import RedisError
 
-from accounts.identifiers import is_user_id
 from bridge_project import redis_health
-from bridge_project.rate_limits import ConnectionWindow
 from messaging import frames, metrics, presence
 from messaging.event_log import log_event
 from messaging.instance import INSTANCE_NAME
-from messaging.realtime import client_frames, ws_limits
-from messaging.realtime.client_frames import ClientFrame, FrameError
+from messaging.realtime import ws_limits
 from messaging.realtime.handshake import HandshakeRefused, authenticate, parse_handshake
 from messaging.realtime.heartbeat import heartbeat_for_loop
+from messaging.realtime.inbound import FrameReceiver
 from messaging.realtime.outbound import StreamSender
 from messaging.realtime.single_task_consumer import SingleTaskConsumer
 from messaging.realtime.subscriptions import TopicSubscriber
-from messaging.streams import delivery, groups, history, publish, topics
-from messaging.streams.delivery import ClientMessage
+from messaging.streams import groups, history
 from messaging.streams.names import personal_stream
-from messaging.streams.recipients import RoutingRefused
-from messaging.streams.topics import TopicRefused
 from messaging.ws_database import run_db
 
 logger = logging.getLogger(__name__)
 
-REFUSALS_BEFORE_CLOSE = 20
-REFUSAL_WINDOW_SECONDS = 60.0
 LAYER_ERRORS = (RedisError, OSError, TimeoutError)
 
 
@@ -50,7 +42,7 @@ def _unavailable() -> HandshakeRefused:
     return HandshakeRefused(1013, "unavailable", "try again later")
 
 
-class BridgeConsumer(TopicSubscriber, StreamSender, SingleTaskConsumer):
+class BridgeConsumer(FrameReceiver, TopicSubscriber, StreamSender, SingleTaskConsumer):
     connection_id = ""
     user_id: str | None = None
     close_code: int | None = None
@@ -59,10 +51,6 @@ class BridgeConsumer(TopicSubscriber, StreamSender, SingleTaskConsumer):
     leaving = False
     left = False
     counted = False  # in the connections_open gauge
-    # Made on first use: an empty deque is 760 B, and most connections never
-    # send a frame. `message` frames count per user in Redis (ws_limits).
-    refusals: deque[float] | None = None
-    control_frames: ConnectionWindow | None = None
 
     async def dispatch(self, message) -> None:
         try:
@@ -89,7 +77,8 @@ class BridgeConsumer(TopicSubscriber, StreamSender, SingleTaskConsumer):
             handshake = parse_handshake(self.scope)
             self.subprotocol = handshake.subprotocol
             await ws_limits.admit_address(ws_limits.client_address(self.scope))
-            user_id = await authenticate(handshake, self.scope)
+            identity = await authenticate(handshake, self.scope)
+            user_id = identity.user_id
             await ws_limits.admit_user(user_id)
             # Both are Redis round trips on different connections: overlap them.
             # A refused registration (4429) leaves the joined groups on disconnect.
@@ -111,6 +100,7 @@ class BridgeConsumer(TopicSubscriber, StreamSender, SingleTaskConsumer):
             await self._refuse_handshake(refusal)
             return
         self.user_id = user_id
+        self.topic_grants = identity.topic_grants
         self.stream = personal_stream(user_id)
         # Joined before reading `newest`: anything stored later is sent after our
         # subscription exists, so live delivery has no hole at the start. The lock
@@ -316,120 +306,6 @@ class BridgeConsumer(TopicSubscriber, StreamSender, SingleTaskConsumer):
             4408, "heartbeat_timeout", "no frame received within the heartbeat timeout"
         )
 
-    # --- frames from the client --------------------------------------------------
-
-    async def receive(self, text_data=None, bytes_data=None) -> None:
-        if self.user_id is None:
-            return
-        self.last_frame_at = time.monotonic()
-        if _too_large(text_data, bytes_data):
-            if self.close_code is None:
-                self.close_code = 1009
-                await self.close(code=1009)
-            return
-        try:
-            frame = client_frames.parse_client_frame(text_data)
-            if frame.type in ws_limits.CONTROL_FRAME_TYPES:
-                if self.control_frames is None:
-                    self.control_frames = ConnectionWindow()
-                ws_limits.count_control_frame(self.control_frames, frame.ref)
-            await getattr(self, f"on_{frame.type}")(frame)
-        except FrameError as error:
-            await self._refuse_frame(error)
-
-    async def on_ping(self, frame: ClientFrame) -> None:
-        await self._send_frame(frames.pong_frame())
-
-    async def on_pong(self, frame: ClientFrame) -> None:
-        """Any frame proves liveness; a pong needs no reply."""
-
-    async def on_ack(self, frame: ClientFrame) -> None:
-        self.connection.acked_seq = frame.seq
-
-    async def on_disconnect(self, frame: ClientFrame) -> None:
-        if self.close_code is None:
-            self.close_code = 1000
-            await self.close(code=1000)
-
-    async def on_message(self, frame: ClientFrame) -> None:
-        await ws_limits.count_client_message(self.user_id, frame.ref)
-        if frame.to is not None and not is_user_id(frame.to):
-            raise FrameError("invalid_frame", "'to' must be a user id", frame.ref)
-        if frame.topic is not None:
-            await self._may_publish(frame)
-        message = ClientMessage(
-            sender=self.user_id,
-            text=frame.text,
-            data=frame.data,
-            to=frame.to,
-            topic=frame.topic,
-            channel=self.channel_name,
-        )
-        try:
-            receipt = await delivery.send_client_message(message)
-        except (RoutingRefused, TopicRefused) as refused:
-            raise FrameError(refused.code, refused.message, frame.ref) from None
-        except (publish.LayerUnavailable, DatabaseError):
-            raise FrameError("unavailable", "try again later", frame.ref) from None
-        log_event(
-            "client_message",
-            user_id=self.user_id,
-            connection_id=self.connection_id,
-            instance=INSTANCE_NAME,
-            message_id=receipt.message_id,
-            recipients=len(receipt.recipients),
-        )
-        await self._send_frame(
-            frames.ack_frame(
-                ref=frame.ref,
-                message_id=receipt.message_id,
-                recipients=[r.user_id for r in receipt.recipients],
-                topic=receipt.topic,
-                seq=receipt.topic_seq,
-            )
-        )
-
-    async def _may_publish(self, frame: ClientFrame) -> None:
-        try:
-            await run_db(
-                topics.may_publish,
-                user_id=self.user_id,
-                topic=frame.topic,
-                subscribed=self.cursor_of(frame.topic) is not None,
-            )
-        except TopicRefused as refused:
-            raise FrameError(
-                refused.code, refused.message, frame.ref, topic=frame.topic
-            ) from None
-
-    async def _refuse_frame(self, error: FrameError) -> None:
-        metrics.frames_refused_total.labels(code=error.code).inc()
-        log_event(
-            "frame_refused",
-            user_id=self.user_id,
-            connection_id=self.connection_id,
-            instance=INSTANCE_NAME,
-            code=error.code,
-        )
-        now = time.monotonic()
-        if self.refusals is None:
-            self.refusals = deque()
-        self.refusals.append(now)
-        while self.refusals and now - self.refusals[0] > REFUSAL_WINDOW_SECONDS:
-            self.refusals.popleft()
-        if len(self.refusals) >= REFUSALS_BEFORE_CLOSE:
-            await self._close_with_error(4400, "bad_request", "too many refused frames")
-            return
-        await self._send_frame(
-            frames.error_frame(
-                error.code,
-                error.message,
-                error.ref,
-                retry_after_ms=error.retry_after_ms,
-                topic=error.topic,
-            )
-        )
-
     # --- events from the channel layer -------------------------------------------
 
     async def bridge_disconnect(self, event: dict) -> None:
@@ -455,15 +331,6 @@ class UnknownPathConsumer(AsyncWebsocketConsumer):
 
     async def connect(self) -> None:
         await self.close()
-
-
-def _too_large(text_data: str | None, bytes_data: bytes | None) -> bool:
-    limit = settings.BRIDGE_MAX_FRAME_BYTES
-    if bytes_data is not None:
-        return len(bytes_data) > limit
-    if text_data is None or len(text_data) * 4 <= limit:
-        return False
-    return len(text_data) > limit or len(text_data.encode("utf-8")) > limit
 
 
 def _header(scope: dict, name: bytes) -> str:

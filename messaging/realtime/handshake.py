@@ -17,7 +17,7 @@ from accounts.keys import (
     is_well_formed_api_key,
     looks_like_api_key,
 )
-from accounts.tokens import InvalidToken, token_user_id
+from accounts.tokens import InvalidToken, token_claims
 from messaging.frames import MAX_SEQ
 from messaging.realtime.origins import origin_allowed
 from messaging.realtime.session_auth import session_user
@@ -58,6 +58,15 @@ def _forbidden(message: str) -> HandshakeRefused:
 
 
 @dataclass(frozen=True)
+class Identity:
+    """Who a connection is: its user id, and the topics its token grants
+    (SPEC §8 "Tokens"). Sessions, open mode and API keys grant none."""
+
+    user_id: str
+    topic_grants: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Handshake:
     user_id: str | None
     # None: live messages only; N: first replay every kept message with seq > N.
@@ -94,24 +103,24 @@ def parse_handshake(scope: dict) -> Handshake:
     )
 
 
-async def authenticate(handshake: Handshake, scope: dict) -> str:
-    """The user id this connection is for; raises HandshakeRefused (4401, 4403)."""
+async def authenticate(handshake: Handshake, scope: dict) -> Identity:
+    """Who this connection is for; raises HandshakeRefused (4401, 4403)."""
     if settings.BRIDGE_AUTH_MODE == "open":
-        user_id = handshake.user_id
+        identity = Identity(handshake.user_id)
     elif handshake.token is not None:
-        user_id = await _token_owner(handshake.token)
+        identity = await _token_identity(handshake.token)
     else:
-        user_id = await _session_user_id(scope)
-    if handshake.user_id is not None and handshake.user_id != user_id:
+        identity = Identity(await _session_user_id(scope))
+    if handshake.user_id is not None and handshake.user_id != identity.user_id:
         raise _forbidden("the token is for another user")
     if not origin_allowed(
         handshake.origin, scope_scheme=handshake.scheme, host_header=handshake.host
     ):
         raise _forbidden("this Origin may not connect")
-    return user_id
+    return identity
 
 
-async def _token_owner(token: str) -> str:
+async def _token_identity(token: str) -> Identity:
     if looks_like_api_key(token):
         try:
             handle = await _api_key_account(token)
@@ -119,11 +128,12 @@ async def _token_owner(token: str) -> str:
             raise HandshakeRefused(1013, "unavailable", "try again later") from None
         if handle is None:
             raise _unauthenticated("invalid or revoked API key")
-        return handle
+        return Identity(handle)
     try:
-        return token_user_id(token)
+        claims = token_claims(token)
     except InvalidToken as exc:
         raise _unauthenticated(str(exc)) from None
+    return Identity(claims.user_id, claims.topics)
 
 
 async def _api_key_account(raw: str) -> str | None:

@@ -17,7 +17,7 @@ from django.conf import settings
 from django.db import DatabaseError
 from redis.exceptions import RedisError
 
-from messaging import frames, presence, topic_presence
+from messaging import frames, metrics, presence, topic_presence
 from messaging.realtime.client_frames import ClientFrame, FrameError
 from messaging.realtime.outbound import TopicState
 from messaging.streams import history, topics
@@ -62,16 +62,23 @@ class TopicSubscriber:
         newest = None if rules.live_only else await run_db(history.last_seq, topic)
         async with self.stream_lock:
             if self.close_code is not None:
+                if not again:  # closing: what was joined must not linger
+                    await self._undo_join(topic)
                 return
             state = (self.topics or {}).get(topic)
             cursor = newest or 0
             if frame.since is not None and newest is not None:
                 cursor = min(frame.since, newest)
+            elif state is not None:
+                # Subscribing again without `since` changes nothing: messages
+                # already on their way still arrive.
+                cursor = state.cursor
             recovered = await self._recoverable(topic, frame.since, cursor, newest)
             if state is None:
                 if self.topics is None:
                     self.topics = {}
                 state = self.topics[topic] = TopicState(cursor=cursor, rules=rules)
+                metrics.subscriptions_open.inc()
             else:
                 state.cursor, state.rules = cursor, rules
             await self._send_frame(
@@ -168,23 +175,32 @@ class TopicSubscriber:
             await self._leave_topic(topic, state.rules)
 
     async def _leave_topic(self, topic: str, rules: NamespaceRules) -> None:
+        metrics.subscriptions_open.dec()
+        if await self._undo_join(topic) and rules.join_leave:
+            await self._announce("leave", topic)
+
+    async def _undo_join(self, topic: str) -> bool:
+        """Leave the topic's group and presence; True when that was the user's
+        last connection in the topic (a `leave` is due)."""
         try:
             async with asyncio.timeout(settings.BRIDGE_LAYER_TIMEOUT):
                 await self.channel_layer.group_discard(
                     stream_group(topic), self.channel_name
                 )
-                last = await topic_presence.unsubscribe(topic, self.connection)
+                return await topic_presence.unsubscribe(topic, self.connection)
         except LAYER_ERRORS:
+            # Presence expires by itself within two heartbeat intervals.
             logger.info("could not leave %s: Redis unavailable", topic)
-            return
-        if last and rules.join_leave:
-            await self._announce("leave", topic)
+            return False
 
     async def leave_every_topic(self) -> None:
         """On disconnect: every subscription ends (leave frames included)."""
         held, self.topics = self.topics or {}, None
-        for topic, state in held.items():
-            await self._leave_topic(topic, state.rules)
+        # Together: a hundred topics one after another could outlast the
+        # disconnect's BRIDGE_LAYER_TIMEOUT on a slow Redis.
+        await asyncio.gather(
+            *(self._leave_topic(topic, state.rules) for topic, state in held.items())
+        )
 
     async def rejoin_topic_groups(self) -> None:
         """The heartbeat's re-join, for a Redis that lost its subscriptions."""

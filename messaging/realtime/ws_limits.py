@@ -3,8 +3,8 @@
 Handshakes per address (counted before any credential is checked) and per user,
 and client `message` frames per user, count cluster-wide in Redis
 (bridge_project/rate_limits.py): reconnecting, or connecting to another
-process, does not reset them. ping, pong and ack frames count per connection
-in memory, so those cheap frames cost no Redis round trip.
+process, does not reset them. ping, pong, ack, subscribe and unsubscribe
+frames count per connection in memory, so they cost no Redis round trip.
 """
 
 from __future__ import annotations
@@ -17,7 +17,9 @@ from messaging.realtime.client_frames import FrameError
 from messaging.realtime.handshake import HandshakeRefused
 
 MINUTE = 60.0
-CONTROL_FRAME_TYPES = frozenset({"ping", "pong", "ack"})
+# Cheap frames, counted per connection in memory; subscribe and unsubscribe
+# cost a query and a Redis round trip each, and count here too.
+CONTROL_FRAME_TYPES = frozenset({"ping", "pong", "ack", "subscribe", "unsubscribe"})
 
 
 async def admit_address(address: str) -> None:
@@ -52,17 +54,21 @@ async def count_client_message(user_id: str, ref: str | None) -> None:
         )
 
 
-def count_control_frame(window: ConnectionWindow, ref: str | None) -> None:
-    """Count a ping, pong or ack frame in its connection's window; raises
-    FrameError `rate_limited` (and refusals add up to 4400 like any other)."""
+def count_control_frame(
+    window: ConnectionWindow, ref: str | None, topic: str | None = None
+) -> None:
+    """Count a control frame (CONTROL_FRAME_TYPES) in its connection's window;
+    raises FrameError `rate_limited` (and refusals add up to 4400 like any
+    other); a subscribe or unsubscribe refusal names its topic (SPEC §8)."""
     limit = settings.BRIDGE_CLIENT_CONTROL_FRAMES_PER_MINUTE
     decision = window.hit(limit, MINUTE)
     if not decision.allowed:
         raise FrameError(
             "rate_limited",
-            "too many ping, pong or ack frames; slow down",
+            "too many ping, pong, ack, subscribe or unsubscribe frames; slow down",
             ref,
             retry_after_ms=decision.retry_after_ms,
+            topic=topic,
         )
 
 

@@ -132,8 +132,13 @@ def push_batch(
             raise
         audience = counted or sent
     metrics.messages_pushed_total.inc(len(planned))
+    _count_topic_messages(planned)
     metrics.batch_size.observe(len(requests))
-    receipts = {id(plan.request): receipt_for(plan, audience) for plan in planned}
+    # By the caller's request: _plan may have replaced it (a live-only topic).
+    receipts = {
+        id(request): receipt_for(plan, audience)
+        for request, plan in zip(fresh, planned, strict=True)
+    }
     return [
         receipts[id(request)]
         if id(request) in receipts
@@ -167,7 +172,14 @@ async def send_client_message(message: ClientMessage) -> PushReceipt:
     plan, created_at = await run_db(_plan_and_store_client_message, message)
     audience = await _publish_after_commit(_events(plan, created_at), [plan])
     metrics.messages_pushed_total.inc()
+    _count_topic_messages([plan])
     return receipt_for(plan, audience)
+
+
+def _count_topic_messages(planned: Sequence[Planned]) -> None:
+    topic_messages = sum(1 for plan in planned if plan.request.topic is not None)
+    if topic_messages:
+        metrics.topic_messages_total.inc(topic_messages)
 
 
 def _plan_and_store_client_message(message: ClientMessage):

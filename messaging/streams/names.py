@@ -2,21 +2,27 @@
 
 Every stream is `<namespace>:<name>`. The namespace `user` is reserved for
 personal streams (`user:alice`); a topic is any other `<namespace>:<name>`.
-Names are validated here, once, and nowhere else.
+Names are validated here, once (a token's grants, in accounts, use the same
+patterns from accounts.identifiers).
 """
 
 from __future__ import annotations
 
 import hashlib
-import re
 from dataclasses import dataclass
 
-PERSONAL_NAMESPACE = "user"
-_PERSONAL_PREFIX = f"{PERSONAL_NAMESPACE}:"
-NAMESPACE_RE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
-TOPIC_NAME_RE = re.compile(r"^[A-Za-z0-9_.@=-][A-Za-z0-9_.:@=-]{0,127}$")
+# The patterns are accounts' (token grants are checked there, and accounts
+# never imports messaging); re-exported here for the core.
+from accounts.identifiers import (
+    NAMESPACE_RE,
+    PERSONAL_NAMESPACE,
+    TOPIC_NAME_RE,
+    TOPIC_WILDCARD,
+)
+
 # `ns:*` in a token's `topics` grants every topic of the namespace (SPEC §8).
-WILDCARD = "*"
+WILDCARD = TOPIC_WILDCARD
+_PERSONAL_PREFIX = f"{PERSONAL_NAMESPACE}:"
 
 
 class InvalidTopic(ValueError):

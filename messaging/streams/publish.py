@@ -83,8 +83,18 @@ async def end_subscriptions(*, user_id: str, topic: str, reason: str) -> None:
     """Ask every connection of the user, on every instance, to check again
     whether it may stay subscribed to `topic`, and to end the subscription
     with `reason` if not (SPEC §8: a removed member's `unsubscribed`)."""
+    await publish([_recheck(user_id, topic, reason)])
+
+
+def end_subscriptions_blocking(*, user_id: str, topic: str, reason: str) -> None:
+    """end_subscriptions, for a caller on a worker thread (the membership API);
+    raises LayerUnavailable."""
+    publish_blocking([_recheck(user_id, topic, reason)])
+
+
+def _recheck(user_id: str, topic: str, reason: str) -> Outgoing:
     event = {"type": groups.RECHECK_EVENT, "topic": topic, "reason": reason}
-    await publish([Outgoing(groups.user_group(user_id), event)])
+    return Outgoing(groups.user_group(user_id), event)
 
 
 def deliver_event(

@@ -7,16 +7,22 @@ called from request threads or through ws_database.run_db.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from datetime import datetime
 
 from django.db import IntegrityError, transaction
 
 from messaging.models import TopicMember, TopicNamespace
+from messaging.streams import publish
 from messaging.streams.names import WILDCARD, InvalidTopic, Topic, parse_topic
 from messaging.streams.namespaces import NamespaceRules, namespace_rules
 
+logger = logging.getLogger(__name__)
+
 Subscribe = TopicNamespace.Subscribe
+# `unsubscribed` reason when a membership or grant no longer admits (SPEC §8).
+REMOVED = "removed"
 ClientPublish = TopicNamespace.ClientPublish
 
 
@@ -94,10 +100,26 @@ def member_add(*, topic: str, user_id: str) -> bool:
 
 
 def member_remove(*, topic: str, user_id: str) -> bool:
-    """End the membership; False when the user was not a member. Ending the
-    user's live subscriptions is the caller's step, after commit."""
+    """End the membership; False when the user was not a member. Either way,
+    after commit every connection of the user, on every instance, checks again
+    whether it may stay subscribed (SPEC §8: `unsubscribed`, reason
+    `removed`), so a retry after a Redis failure still ends them."""
     deleted, _ = TopicMember.objects.filter(topic=topic, user_id=user_id).delete()
+    transaction.on_commit(lambda: _end_subscriptions(user_id, topic))
     return deleted > 0
+
+
+def _end_subscriptions(user_id: str, topic: str) -> None:
+    """The membership is gone whatever Redis does, so a failed publish is
+    logged, not raised: the removal stands."""
+    try:
+        publish.end_subscriptions_blocking(user_id=user_id, topic=topic, reason=REMOVED)
+    except publish.LayerUnavailable as exc:
+        logger.warning(
+            "member removed from %s, but its subscriptions were not ended: %s",
+            topic,
+            exc,
+        )
 
 
 def members_page(

@@ -122,7 +122,7 @@ async def test_resume_past_purged_messages_announces_history_truncated_then_resu
         manage, a.env, "purge_messages", "--max-per-user", "4"
     )
     assert done.returncode == 0, done.stderr
-    assert "inbox entries over 4 per user:" in done.stdout, done.stdout
+    assert "personal stream entries over 4 per user:" in done.stdout, done.stdout
 
     client, connected = await connect_user(b.ws, user, last_seq=0)
     assert connected["last_seq"] == 10

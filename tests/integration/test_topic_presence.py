@@ -286,3 +286,38 @@ async def test_refreshing_ten_thousand_subscriptions_is_one_quick_pipeline():
     assert set(counts.values()) == {100}
     assert await topic_presence.topic_user_count(topics[0]) == 20
     assert elapsed < 2.0, f"refresh of 10,000 subscriptions took {elapsed:.2f} s"
+
+
+async def test_refresh_splits_big_keys_across_scripts(monkeypatch):
+    topic, other = fresh_topic(), fresh_topic()
+    alice, bob = fresh_user_id("alice"), fresh_user_id("bob")
+    subscriptions = [(topic, connection(alice)) for _ in range(5)]
+    subscriptions += [(topic, connection(bob)), (other, connection(bob))]
+    monkeypatch.setattr(topic_presence, "REFRESH_CHUNK", 3)
+
+    await topic_presence.refresh(subscriptions + subscriptions[:2])
+
+    assert await topic_presence.topic_users(topic) == sorted([(alice, 5), (bob, 1)])
+    assert await topic_presence.subscriber_counts([topic, other]) == {
+        topic: 6,
+        other: 1,
+    }
+    assert await topic_presence.totals() == (2, 7)
+
+
+async def test_an_unsubscribe_during_a_refresh_is_not_undone_by_it():
+    topic = fresh_topic()
+    leaving = connection(fresh_user_id("leaving"))
+    await topic_presence.subscribe(topic, leaving)
+    # A beat long enough to be in flight when the connection leaves, with the
+    # leaving subscription written last.
+    others = [(fresh_topic(), connection(f"user-{i}")) for i in range(5_000)]
+    refreshing = asyncio.create_task(
+        topic_presence.refresh([*others, (topic, leaving)])
+    )
+    await asyncio.sleep(0)
+
+    assert await topic_presence.unsubscribe(topic, leaving) is True
+    await refreshing
+    assert await topic_presence.subscriber_counts([topic]) == {topic: 0}
+    assert await topic_presence.subscribe(topic, connection(leaving.user_id)) is True

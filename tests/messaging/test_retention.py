@@ -179,7 +179,7 @@ def counts(output: str) -> dict[str, int]:
     return {label: int(value) for label, value in found.items()}
 
 
-def test_purge_messages_prints_the_four_counts():
+def test_purge_messages_prints_the_counts():
     expired = push_many("alice", count=2)
     age(expired, seconds=2 * DAY)
     push_many("alice", count=5)  # alice#3..7: 3 over a limit of 2
@@ -188,9 +188,11 @@ def test_purge_messages_prints_the_four_counts():
     output = run_purge_messages("--ttl", str(DAY), "--max-per-user", "2")
     assert counts(output) == {
         "expired messages": 2,
-        "inbox entries over 2 per user": 3,
-        "messages left with no recipient": 4,
+        "personal stream entries over 2 per user": 3,
+        "messages left in no stream": 4,
         "idempotency records past 24 h": 1,
+        "topic entries expired": 0,
+        "topic entries over their namespace's history_size": 0,
     }
     assert seqs("alice") == [6, 7]
 
@@ -202,7 +204,7 @@ def test_purge_messages_enforces_the_settings_by_default():
     push_many("alice", count=5)
     output = run_purge_messages()
     assert counts(output)["expired messages"] == 1
-    assert counts(output)["inbox entries over 3 per user"] == 2
+    assert counts(output)["personal stream entries over 3 per user"] == 2
     assert seqs("alice") == [4, 5, 6]
 
 

@@ -202,6 +202,25 @@ async def test_a_flood_of_ping_or_ack_frames_is_rate_limited(
     assert 1 <= error["retry_after_ms"] <= 60_000
 
 
+async def test_a_flood_of_unsubscribe_frames_is_rate_limited_naming_the_topic(
+    open_ws, settings
+):
+    # Unsubscribing from a topic not held is answered, and costs Redis work.
+    settings.BRIDGE_CLIENT_CONTROL_FRAMES_PER_MINUTE = 3
+    socket = await connected(open_ws, f"user_id={fresh_user_id()}")
+    frame = {"type": "unsubscribe", "topic": "room:1", "ref": "u"}
+    for _ in range(3):
+        await send(socket, frame)
+        assert (await receive(socket))["type"] == "unsubscribed"
+    await send(socket, frame)
+    error = await receive(socket)
+    assert (error["code"], error["ref"], error["topic"]) == (
+        "rate_limited",
+        "u",
+        "room:1",
+    )
+
+
 async def test_a_ping_flood_closes_with_4400_like_other_refused_frames(
     open_ws, settings
 ):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Sequence
 from typing import Any
 
 from django.test import override_settings
@@ -32,10 +33,14 @@ def mint_token(
     *,
     ttl_seconds: int | None = None,
     secret_key: str = SERVER_SECRET_KEY,
+    topics: Sequence[str] = (),
 ) -> str:
-    """A token as `POST /api/tokens` on a server with `secret_key` would mint it."""
+    """A token as `POST /api/tokens` on a server with `secret_key` would mint it,
+    granting `topics` (SPEC §8)."""
     with override_settings(SECRET_KEY=secret_key, SECRET_KEY_FALLBACKS=[]):
-        return token_issue(user_id=user_id, ttl_seconds=ttl_seconds).token
+        return token_issue(
+            user_id=user_id, ttl_seconds=ttl_seconds, topics=topics
+        ).token
 
 
 def manage(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:

@@ -1,0 +1,160 @@
+"""Frames from the client (SPEC §2, §8): size check, parse, per-type handler,
+refusals. `FrameReceiver` is a part of BridgeConsumer
+(messaging/realtime/consumers.py); `subscribe`/`unsubscribe` are
+TopicSubscriber's (subscriptions.py)."""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+
+from django.conf import settings
+from django.db import DatabaseError
+
+from accounts.identifiers import is_user_id
+from bridge_project.rate_limits import ConnectionWindow
+from messaging import frames, metrics
+from messaging.event_log import log_event
+from messaging.instance import INSTANCE_NAME
+from messaging.realtime import client_frames, ws_limits
+from messaging.realtime.client_frames import ClientFrame, FrameError
+from messaging.streams import delivery, publish, topics
+from messaging.streams.delivery import ClientMessage
+from messaging.streams.recipients import RoutingRefused
+from messaging.streams.topics import TopicRefused
+from messaging.ws_database import run_db
+
+REFUSALS_BEFORE_CLOSE = 20
+REFUSAL_WINDOW_SECONDS = 60.0
+
+
+class FrameReceiver:
+    user_id: str | None
+    close_code: int | None
+    # Made on first use: an empty deque is 760 B, and most connections never
+    # send a frame. `message` frames count per user in Redis (ws_limits).
+    refusals: deque[float] | None = None
+    control_frames: ConnectionWindow | None = None
+
+    async def receive(self, text_data=None, bytes_data=None) -> None:
+        if self.user_id is None:
+            return
+        self.last_frame_at = time.monotonic()
+        if _too_large(text_data, bytes_data):
+            if self.close_code is None:
+                self.close_code = 1009
+                await self.close(code=1009)
+            return
+        try:
+            frame = client_frames.parse_client_frame(text_data)
+            if frame.type in ws_limits.CONTROL_FRAME_TYPES:
+                if self.control_frames is None:
+                    self.control_frames = ConnectionWindow()
+                ws_limits.count_control_frame(
+                    self.control_frames, frame.ref, frame.topic
+                )
+            await getattr(self, f"on_{frame.type}")(frame)
+        except FrameError as error:
+            await self._refuse_frame(error)
+
+    async def on_ping(self, frame: ClientFrame) -> None:
+        await self._send_frame(frames.pong_frame())
+
+    async def on_pong(self, frame: ClientFrame) -> None:
+        """Any frame proves liveness; a pong needs no reply."""
+
+    async def on_ack(self, frame: ClientFrame) -> None:
+        self.connection.acked_seq = frame.seq
+
+    async def on_disconnect(self, frame: ClientFrame) -> None:
+        if self.close_code is None:
+            self.close_code = 1000
+            await self.close(code=1000)
+
+    async def on_message(self, frame: ClientFrame) -> None:
+        await ws_limits.count_client_message(self.user_id, frame.ref)
+        if frame.to is not None and not is_user_id(frame.to):
+            raise FrameError("invalid_frame", "'to' must be a user id", frame.ref)
+        if frame.topic is not None:
+            await self._may_publish(frame)
+        message = ClientMessage(
+            sender=self.user_id,
+            text=frame.text,
+            data=frame.data,
+            to=frame.to,
+            topic=frame.topic,
+            channel=self.channel_name,
+        )
+        try:
+            receipt = await delivery.send_client_message(message)
+        except (RoutingRefused, TopicRefused) as refused:
+            raise FrameError(refused.code, refused.message, frame.ref) from None
+        except (publish.LayerUnavailable, DatabaseError):
+            raise FrameError("unavailable", "try again later", frame.ref) from None
+        log_event(
+            "client_message",
+            user_id=self.user_id,
+            connection_id=self.connection_id,
+            instance=INSTANCE_NAME,
+            message_id=receipt.message_id,
+            recipients=len(receipt.recipients),
+        )
+        await self._send_frame(
+            frames.ack_frame(
+                ref=frame.ref,
+                message_id=receipt.message_id,
+                recipients=[r.user_id for r in receipt.recipients],
+                topic=receipt.topic,
+                seq=receipt.topic_seq,
+            )
+        )
+
+    async def _may_publish(self, frame: ClientFrame) -> None:
+        try:
+            await run_db(
+                topics.may_publish,
+                user_id=self.user_id,
+                topic=frame.topic,
+                subscribed=self.cursor_of(frame.topic) is not None,
+            )
+        except TopicRefused as refused:
+            raise FrameError(
+                refused.code, refused.message, frame.ref, topic=frame.topic
+            ) from None
+
+    async def _refuse_frame(self, error: FrameError) -> None:
+        metrics.frames_refused_total.labels(code=error.code).inc()
+        log_event(
+            "frame_refused",
+            user_id=self.user_id,
+            connection_id=self.connection_id,
+            instance=INSTANCE_NAME,
+            code=error.code,
+        )
+        now = time.monotonic()
+        if self.refusals is None:
+            self.refusals = deque()
+        self.refusals.append(now)
+        while self.refusals and now - self.refusals[0] > REFUSAL_WINDOW_SECONDS:
+            self.refusals.popleft()
+        if len(self.refusals) >= REFUSALS_BEFORE_CLOSE:
+            await self._close_with_error(4400, "bad_request", "too many refused frames")
+            return
+        await self._send_frame(
+            frames.error_frame(
+                error.code,
+                error.message,
+                error.ref,
+                retry_after_ms=error.retry_after_ms,
+                topic=error.topic,
+            )
+        )
+
+
+def _too_large(text_data: str | None, bytes_data: bytes | None) -> bool:
+    limit = settings.BRIDGE_MAX_FRAME_BYTES
+    if bytes_data is not None:
+        return len(bytes_data) > limit
+    if text_data is None or len(text_data) * 4 <= limit:
+        return False
+    return len(text_data) > limit or len(text_data.encode("utf-8")) > limit
