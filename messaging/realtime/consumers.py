@@ -58,6 +58,13 @@ class BridgeConsumer(FrameReceiver, TopicSubscriber, StreamSender, SingleTaskCon
         except DatabaseError as error:
             await self._close_for_database_error(error)
 
+    def client_event_arrived(self) -> None:
+        # SPEC §2: any client frame proves liveness, counted on arrival: on a
+        # process busy fanning out a topic, a pong can wait in the inbox for
+        # longer than BRIDGE_HEARTBEAT_TIMEOUT behind deliveries (S6 closed
+        # every client with 4408 before this).
+        self.last_frame_at = time.monotonic()
+
     async def ended(self) -> None:
         # Whatever ended the loop (the client leaving, an error, a cancel), the
         # registry entry, groups and gauge must not outlive the socket.
