@@ -40,6 +40,9 @@ class TopicState:
 
     cursor: int
     rules: NamespaceRules
+    # Seqs this connection published itself, past its cursor: SPEC §8 gives
+    # the publisher no copy, whether the message comes live or from the store.
+    own: set[int] | None = None
 
 
 class StreamSender:
@@ -68,7 +71,7 @@ class StreamSender:
         if stream is not None and self.cursor_of(stream) is None:
             return  # a topic this connection has just left
         # The connection that published a topic message gets no copy (§8).
-        own = event.get("exclude") == self.channel_name
+        own = event.get("exclude") == self.channel_name or self._is_own(stream, seq)
         if seq is None:
             if not own:
                 await self._send_text(event["frame"])
@@ -100,13 +103,32 @@ class StreamSender:
         if stream == self.stream:
             self.cursor = seq
         elif self.topics and stream in self.topics:
-            self.topics[stream].cursor = seq
+            state = self.topics[stream]
+            state.cursor = seq
+            if state.own:
+                state.own = {own for own in state.own if own > seq} or None
+
+    def published(self, topic: str, seq: int | None) -> None:
+        """This connection published `seq` to `topic`: never send it back."""
+        state = self.topics.get(topic) if self.topics else None
+        if state is not None and seq is not None and seq > state.cursor:
+            state.own = (state.own or set()) | {seq}
+
+    def _is_own(self, stream: str | None, seq: int | None) -> bool:
+        state = self.topics.get(stream) if self.topics and stream else None
+        return bool(state and state.own and seq in state.own)
 
     async def _send_stored(
-        self, stream: str, *, upto_seq: int, announce_truncation: bool = False
+        self,
+        stream: str,
+        *,
+        upto_seq: int,
+        announce_truncation: bool = False,
+        include_own: bool = False,
     ) -> int:
         """Send the stream's stored messages after its cursor up to `upto_seq`,
-        page by page."""
+        page by page; this connection's own topic messages only when asked
+        (`subscribe` with `since`: the client wants everything after it)."""
         sent = 0
         cursor = self.cursor_of(stream)
         while cursor is not None and cursor < upto_seq and self.close_code is None:
@@ -121,6 +143,10 @@ class StreamSender:
                     frames.history_truncated_frame(oldest_seq=page[0].seq, topic=topic)
                 )
             for stored in page:
+                if not include_own and self._is_own(stream, stored.seq):
+                    cursor = stored.seq
+                    self._move_cursor(stream, cursor)
+                    continue
                 if not await self._send_paced(stored.text):
                     metrics.messages_delivered_total.inc(sent)
                     return sent  # closed as slow: the client resumes from its seq

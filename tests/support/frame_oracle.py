@@ -74,13 +74,11 @@ FUZZ_NAMESPACES: dict[str, dict[str, object]] = {
 MAX_SUBSCRIPTIONS = 2
 _NAMESPACE_RE = re.compile(r"[a-z][a-z0-9_-]{0,31}")
 _TOPIC_NAME_RE = re.compile(r"[A-Za-z0-9_.@=-][A-Za-z0-9_.:@=-]{0,127}")
-# Known divergence (reported, not fixed here): Bridge checks both parts of a
-# topic name with `re.match(r"^…$")`, and `$` also matches before one final
-# "\n", so "fz:abc\n" is taken as a topic and "fz\n:abc" as an unknown
-# namespace. SPEC's patterns admit no newline; with `lenient_newline` the
-# oracle also allows what the lenient reading gives (the fuzz test counts
-# every outcome only that reading allows).
-LENIENT_NEWLINE = True
+# A divergence this fuzzer found, fixed: Bridge checked topic names with
+# `re.match(r"^…$")`, and `$` also matches before one final "\n", so
+# "fz:abc\n" was taken as a topic. SPEC's patterns admit no newline; with
+# `lenient_newline` the oracle would also allow that reading. Off: strict.
+LENIENT_NEWLINE = False
 
 
 @dataclass(frozen=True)
