@@ -43,6 +43,8 @@ class TopicState:
     # Seqs this connection published itself, past its cursor: SPEC §8 gives
     # the publisher no copy, whether the message comes live or from the store.
     own: set[int] | None = None
+    # The cursor at the last heartbeat: catch-up only when it has not moved.
+    cursor_at_beat: int = -1
 
 
 class StreamSender:
