@@ -47,8 +47,17 @@ class TopicState:
     cursor_at_beat: int = -1
 
 
+# How long an event that arrived ahead of its stream waits for the missing
+# ones to arrive live before they are read from the store.
+GAP_WAIT = 0.2
+GAP_CHECK = "bridge.gap_check"
+
+
 class StreamSender:
     user_id: str | None
+    # Events that arrived ahead of their stream, per stream: seq -> (frame,
+    # own); made when needed.
+    held: dict[str, dict[int, tuple[str, bool]]] | None = None
     stream: str
     cursor: int
     # Made on the first subscribe: most connections never subscribe.
@@ -84,15 +93,73 @@ class StreamSender:
             if cursor is None or seq <= cursor:
                 return  # left meanwhile; or already sent, from the store or before
             if seq > cursor + 1:
-                # An earlier message's event is late or lost: the store has it.
-                recovered = await self._send_stored(stream, upto_seq=seq - 1)
+                self._hold(stream, seq, event["frame"], own)
+                return
+            await self._send_live(stream, seq, event["frame"], own)
+            await self._send_held(stream)
+
+    async def bridge_gap_check(self, event: dict) -> None:
+        """GAP_WAIT after an event arrived ahead of its stream (queued by
+        _hold, never sent through the layer): what is still missing comes
+        from the store, then what was held goes out."""
+        stream = event["stream"]
+        held = self.held.get(stream) if self.held else None
+        if held is None or self.close_code is not None:
+            return
+        async with self.stream_lock:
+            cursor = self.cursor_of(stream)
+            if cursor is None:
+                del self.held[stream]  # left the topic meanwhile
+                return
+            first_held = min(held)
+            if first_held > cursor + 1:
+                # The earlier messages' events are lost: the store has them.
+                recovered = await self._send_stored(stream, upto_seq=first_held - 1)
                 metrics.messages_recovered_total.inc(recovered)
-                if self.close_code is not None:
-                    return
-            if not own:
-                await self._send_text(event["frame"])
-                metrics.messages_delivered_total.inc()
-            self._move_cursor(stream, seq)
+            await self._send_held(stream)
+
+    async def _send_live(self, stream: str, seq: int, frame: str, own: bool) -> None:
+        if not own:
+            await self._send_text(frame)
+            metrics.messages_delivered_total.inc()
+        self._move_cursor(stream, seq)
+
+    def _hold(self, stream: str, seq: int, frame: str, own: bool) -> None:
+        """Keep an event that arrived ahead of its stream for up to GAP_WAIT.
+
+        Concurrent pushes to one topic publish from different request threads
+        and processes, so their events often arrive out of seq order; the
+        missing one is usually milliseconds behind. Reading the store at once
+        cost every subscriber a query for each such swap: 62 % of a process's
+        CPU in S6 (docs/performance.md)."""
+        if self.held is None:
+            self.held = {}
+        held = self.held.setdefault(stream, {})
+        if not held:
+            inbox = self.channel_layer.inbox(self.channel_name)
+            asyncio.get_running_loop().call_later(
+                GAP_WAIT, inbox.put_nowait, {"type": GAP_CHECK, "stream": stream}
+            )
+        held[seq] = (frame, own)
+
+    async def _send_held(self, stream: str) -> None:
+        """Send held events that now follow the cursor; drop those behind it."""
+        held = self.held.get(stream) if self.held else None
+        while held and self.close_code is None:
+            cursor = self.cursor_of(stream)
+            if cursor is None:
+                break
+            for seq in [seq for seq in held if seq <= cursor]:
+                del held[seq]  # already sent from the store
+            if cursor + 1 not in held:
+                break
+            frame, own = held.pop(cursor + 1)
+            await self._send_live(stream, cursor + 1, frame, own)
+        # Still a gap: the check _hold scheduled fills it from the store.
+        if not held and self.held is not None:
+            self.held.pop(stream, None)
+            if not self.held:
+                self.held = None
 
     def cursor_of(self, stream: str) -> int | None:
         """This connection's cursor in a stream; None when it does not read it."""
