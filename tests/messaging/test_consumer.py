@@ -603,3 +603,65 @@ async def test_a_client_frame_proves_liveness_on_arrival_even_behind_a_busy_inbo
 
     assert consumer.last_frame_at > before  # while the delivery still blocks
     release.set()
+
+
+def _deliver(user: str, seq: int, marker: str) -> dict[str, Any]:
+    frame = json.dumps({"type": "message", "seq": seq, "data": marker})
+    return {
+        "type": "bridge.deliver",
+        "stream": personal_stream(user),
+        "seq": seq,
+        "frame": frame,
+    }
+
+
+async def test_events_that_arrive_out_of_order_go_out_in_order_without_the_store(
+    open_ws,
+):
+    # Nothing is stored: had seq 2 made the connection read the store, seq 1
+    # would have been stepped over and then dropped as already sent.
+    user = f"swap-{uuid.uuid4().hex[:8]}"
+    communicator, _ = await connect(open_ws, f"user_id={user}")
+    layer = get_channel_layer()
+
+    await layer.group_send(f"user.{user}", _deliver(user, 2, "second"))
+    await layer.group_send(f"user.{user}", _deliver(user, 1, "first"))
+
+    assert [(await receive(communicator))["data"] for _ in range(2)] == [
+        "first",
+        "second",
+    ]
+
+
+async def test_an_event_that_never_arrives_is_read_from_the_store_after_a_wait(
+    open_ws,
+):
+    user = f"lost-{uuid.uuid4().hex[:8]}"
+    communicator, _ = await connect(open_ws, f"user_id={user}")
+    # Stored with seq 1, its live event lost; seq 2's event arrives.
+    await database_sync_to_async(push)(user, data="stored")
+    assert (await receive(communicator))["data"] == "stored"  # its own event
+    stored = await database_sync_to_async(
+        lambda: StreamEntry.objects.filter(stream=personal_stream(user)).count()
+    )()
+    assert stored == 1
+    await database_sync_to_async(
+        lambda: StreamSequence.objects.filter(stream=personal_stream(user)).update(
+            last_seq=3
+        )
+    )()
+    message = await database_sync_to_async(
+        lambda: Message.objects.create(
+            event="message", data="from the store", created_at=timezone.now()
+        )
+    )()
+    await database_sync_to_async(
+        lambda: StreamEntry.objects.create(
+            message=message, stream=personal_stream(user), seq=2
+        )
+    )()
+
+    await get_channel_layer().group_send(f"user.{user}", _deliver(user, 3, "live"))
+
+    got = [await receive(communicator) for _ in range(2)]
+    assert [(m["seq"], m["data"]) for m in got] == [(2, "from the store"), (3, "live")]
