@@ -12,8 +12,9 @@ import re
 USER_ID_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}"
 USER_ID_RE = re.compile(rf"^{USER_ID_PATTERN}\Z")
 EVENT_RE = re.compile(r"^[a-z][a-z0-9_.:-]{0,63}\Z")
-NAMESPACE_RE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
-TOPIC_NAME_RE = re.compile(r"^[A-Za-z0-9_.@=-][A-Za-z0-9_.:@=-]{0,127}$")
+NAMESPACE_RE = re.compile(r"^[a-z][a-z0-9_-]{0,31}\Z")
+# \Z, not $: `$` also matches before a final "\n" ("room:42\n").
+TOPIC_NAME_RE = re.compile(r"^[A-Za-z0-9_.@=-][A-Za-z0-9_.:@=-]{0,127}\Z")
 # The namespace of personal streams (`user:<id>`): never a topic's.
 PERSONAL_NAMESPACE = "user"
 # `ns:*` in a token's `topics` grants every topic of the namespace.

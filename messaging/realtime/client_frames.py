@@ -151,8 +151,9 @@ def _topic(payload: dict[str, Any], ref: str | None) -> str:
     try:
         return str(parse_topic(value))
     except InvalidTopic as exc:
-        # Echoed only when it is a string short enough to be a topic at all.
-        echo = value if isinstance(value, str) and len(value) <= 161 else None
+        # SPEC §8: the refusal carries the frame's topic (any string; the
+        # frame itself was within BRIDGE_MAX_FRAME_BYTES).
+        echo = value if isinstance(value, str) else None
         raise FrameError("invalid_frame", str(exc), ref, topic=echo) from None
 
 

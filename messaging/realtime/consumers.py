@@ -51,12 +51,21 @@ class BridgeConsumer(FrameReceiver, TopicSubscriber, StreamSender, SingleTaskCon
     leaving = False
     left = False
     counted = False  # in the connections_open gauge
+    # The personal stream's cursor at the last heartbeat (_stalled).
+    cursor_at_beat = -1
 
     async def dispatch(self, message) -> None:
         try:
             await super().dispatch(message)
         except DatabaseError as error:
             await self._close_for_database_error(error)
+
+    def client_event_arrived(self) -> None:
+        # SPEC §2: any client frame proves liveness, counted on arrival: on a
+        # process busy fanning out a topic, a pong can wait in the inbox for
+        # longer than BRIDGE_HEARTBEAT_TIMEOUT behind deliveries (S6 closed
+        # every client with 4408 before this).
+        self.last_frame_at = time.monotonic()
 
     async def ended(self) -> None:
         # Whatever ended the loop (the client leaving, an error, a cancel), the
@@ -287,11 +296,27 @@ class BridgeConsumer(FrameReceiver, TopicSubscriber, StreamSender, SingleTaskCon
         for stream in self.streams():
             newest = latest.get(stream, 0)
             cursor = self.cursor_of(stream)
-            if cursor is None or newest <= cursor:
+            if cursor is None or not self._stalled(stream, cursor) or newest <= cursor:
                 continue
             async with self.stream_lock:
                 recovered = await self._send_stored(stream, upto_seq=newest)
             metrics.messages_recovered_total.inc(recovered)
+
+    def _stalled(self, stream: str, cursor: int) -> bool:
+        """Whether the stream's cursor has not moved since the last beat.
+
+        Catch-up is for events that were lost (a Redis restart, a dropped
+        subscription); events that are merely queued behind others move the
+        cursor on their own. Reading the store for every subscriber of a busy
+        topic whose events are queued was 70 % of a process's CPU in S6
+        (docs/performance.md): each connection read and encoded the whole
+        backlog again, then dropped the queued events as duplicates."""
+        if stream == self.stream:
+            previous, self.cursor_at_beat = self.cursor_at_beat, cursor
+        else:
+            state = self.topics[stream]
+            previous, state.cursor_at_beat = state.cursor_at_beat, cursor
+        return previous == cursor
 
     def go_away(self, retry_after_ms: int) -> None:
         """The process is shutting down (realtime/shutdown.py): close with 1001

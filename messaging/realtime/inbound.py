@@ -99,6 +99,8 @@ class FrameReceiver:
             message_id=receipt.message_id,
             recipients=len(receipt.recipients),
         )
+        if receipt.topic is not None:
+            self.published(receipt.topic, receipt.topic_seq)
         await self._send_frame(
             frames.ack_frame(
                 ref=frame.ref,

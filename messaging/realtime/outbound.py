@@ -40,10 +40,24 @@ class TopicState:
 
     cursor: int
     rules: NamespaceRules
+    # Seqs this connection published itself, past its cursor: SPEC §8 gives
+    # the publisher no copy, whether the message comes live or from the store.
+    own: set[int] | None = None
+    # The cursor at the last heartbeat: catch-up only when it has not moved.
+    cursor_at_beat: int = -1
+
+
+# How long an event that arrived ahead of its stream waits for the missing
+# ones to arrive live before they are read from the store.
+GAP_WAIT = 0.2
+GAP_CHECK = "bridge.gap_check"
 
 
 class StreamSender:
     user_id: str | None
+    # Events that arrived ahead of their stream, per stream: seq -> (frame,
+    # own); made when needed.
+    held: dict[str, dict[int, tuple[str, bool]]] | None = None
     stream: str
     cursor: int
     # Made on the first subscribe: most connections never subscribe.
@@ -68,7 +82,7 @@ class StreamSender:
         if stream is not None and self.cursor_of(stream) is None:
             return  # a topic this connection has just left
         # The connection that published a topic message gets no copy (§8).
-        own = event.get("exclude") == self.channel_name
+        own = event.get("exclude") == self.channel_name or self._is_own(stream, seq)
         if seq is None:
             if not own:
                 await self._send_text(event["frame"])
@@ -79,15 +93,73 @@ class StreamSender:
             if cursor is None or seq <= cursor:
                 return  # left meanwhile; or already sent, from the store or before
             if seq > cursor + 1:
-                # An earlier message's event is late or lost: the store has it.
-                recovered = await self._send_stored(stream, upto_seq=seq - 1)
+                self._hold(stream, seq, event["frame"], own)
+                return
+            await self._send_live(stream, seq, event["frame"], own)
+            await self._send_held(stream)
+
+    async def bridge_gap_check(self, event: dict) -> None:
+        """GAP_WAIT after an event arrived ahead of its stream (queued by
+        _hold, never sent through the layer): what is still missing comes
+        from the store, then what was held goes out."""
+        stream = event["stream"]
+        held = self.held.get(stream) if self.held else None
+        if held is None or self.close_code is not None:
+            return
+        async with self.stream_lock:
+            cursor = self.cursor_of(stream)
+            if cursor is None:
+                del self.held[stream]  # left the topic meanwhile
+                return
+            first_held = min(held)
+            if first_held > cursor + 1:
+                # The earlier messages' events are lost: the store has them.
+                recovered = await self._send_stored(stream, upto_seq=first_held - 1)
                 metrics.messages_recovered_total.inc(recovered)
-                if self.close_code is not None:
-                    return
-            if not own:
-                await self._send_text(event["frame"])
-                metrics.messages_delivered_total.inc()
-            self._move_cursor(stream, seq)
+            await self._send_held(stream)
+
+    async def _send_live(self, stream: str, seq: int, frame: str, own: bool) -> None:
+        if not own:
+            await self._send_text(frame)
+            metrics.messages_delivered_total.inc()
+        self._move_cursor(stream, seq)
+
+    def _hold(self, stream: str, seq: int, frame: str, own: bool) -> None:
+        """Keep an event that arrived ahead of its stream for up to GAP_WAIT.
+
+        Concurrent pushes to one topic publish from different request threads
+        and processes, so their events often arrive out of seq order; the
+        missing one is usually milliseconds behind. Reading the store at once
+        cost every subscriber a query for each such swap: 62 % of a process's
+        CPU in S6 (docs/performance.md)."""
+        if self.held is None:
+            self.held = {}
+        held = self.held.setdefault(stream, {})
+        if not held:
+            inbox = self.channel_layer.inbox(self.channel_name)
+            asyncio.get_running_loop().call_later(
+                GAP_WAIT, inbox.put_nowait, {"type": GAP_CHECK, "stream": stream}
+            )
+        held[seq] = (frame, own)
+
+    async def _send_held(self, stream: str) -> None:
+        """Send held events that now follow the cursor; drop those behind it."""
+        held = self.held.get(stream) if self.held else None
+        while held and self.close_code is None:
+            cursor = self.cursor_of(stream)
+            if cursor is None:
+                break
+            for seq in [seq for seq in held if seq <= cursor]:
+                del held[seq]  # already sent from the store
+            if cursor + 1 not in held:
+                break
+            frame, own = held.pop(cursor + 1)
+            await self._send_live(stream, cursor + 1, frame, own)
+        # Still a gap: the check _hold scheduled fills it from the store.
+        if not held and self.held is not None:
+            self.held.pop(stream, None)
+            if not self.held:
+                self.held = None
 
     def cursor_of(self, stream: str) -> int | None:
         """This connection's cursor in a stream; None when it does not read it."""
@@ -100,13 +172,32 @@ class StreamSender:
         if stream == self.stream:
             self.cursor = seq
         elif self.topics and stream in self.topics:
-            self.topics[stream].cursor = seq
+            state = self.topics[stream]
+            state.cursor = seq
+            if state.own:
+                state.own = {own for own in state.own if own > seq} or None
+
+    def published(self, topic: str, seq: int | None) -> None:
+        """This connection published `seq` to `topic`: never send it back."""
+        state = self.topics.get(topic) if self.topics else None
+        if state is not None and seq is not None and seq > state.cursor:
+            state.own = (state.own or set()) | {seq}
+
+    def _is_own(self, stream: str | None, seq: int | None) -> bool:
+        state = self.topics.get(stream) if self.topics and stream else None
+        return bool(state and state.own and seq in state.own)
 
     async def _send_stored(
-        self, stream: str, *, upto_seq: int, announce_truncation: bool = False
+        self,
+        stream: str,
+        *,
+        upto_seq: int,
+        announce_truncation: bool = False,
+        include_own: bool = False,
     ) -> int:
         """Send the stream's stored messages after its cursor up to `upto_seq`,
-        page by page."""
+        page by page; this connection's own topic messages only when asked
+        (`subscribe` with `since`: the client wants everything after it)."""
         sent = 0
         cursor = self.cursor_of(stream)
         while cursor is not None and cursor < upto_seq and self.close_code is None:
@@ -121,6 +212,10 @@ class StreamSender:
                     frames.history_truncated_frame(oldest_seq=page[0].seq, topic=topic)
                 )
             for stored in page:
+                if not include_own and self._is_own(stream, stored.seq):
+                    cursor = stored.seq
+                    self._move_cursor(stream, cursor)
+                    continue
                 if not await self._send_paced(stored.text):
                     metrics.messages_delivered_total.inc(sent)
                     return sent  # closed as slow: the client resumes from its seq

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
@@ -33,7 +34,9 @@ class SingleTaskConsumer(AsyncWebsocketConsumer):
         self.channel_layer = layer
         self.channel_name = await layer.new_channel()
         inbox = layer.inbox(self.channel_name)
-        forwarding = asyncio.ensure_future(_forward_client_events(receive, inbox))
+        forwarding = asyncio.ensure_future(
+            _forward_client_events(receive, inbox, self.client_event_arrived)
+        )
         try:
             while True:
                 entry = await inbox.get()
@@ -64,6 +67,11 @@ class SingleTaskConsumer(AsyncWebsocketConsumer):
         """Called once the loop is over, whatever ended it (the client leaving,
         an error, a cancel): release what the connection held."""
 
+    def client_event_arrived(self) -> None:
+        """Called as each client event arrives, before it waits its turn in
+        the inbox behind layer messages: what proves a client alive must not
+        wait for a busy consumer to get to it."""
+
 
 def _dropping_sends_after_the_client_left(send):
     """The server's `send`, quiet about a socket that has just closed.
@@ -82,10 +90,14 @@ def _dropping_sends_after_the_client_left(send):
     return send_to_client
 
 
-async def _forward_client_events(receive, inbox: ChannelInbox) -> None:
+async def _forward_client_events(
+    receive, inbox: ChannelInbox, arrived: Callable[[], None]
+) -> None:
     """Move the client's ASGI events into the inbox the consumer reads."""
     try:
         while True:
-            inbox.put_nowait(await receive())
+            event = await receive()
+            arrived()
+            inbox.put_nowait(event)
     except Exception as error:
         inbox.put_nowait(error)  # the consumer raises it, as under channels

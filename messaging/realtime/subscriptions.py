@@ -88,7 +88,10 @@ class TopicSubscriber:
             )
             if newest is not None and cursor < newest:
                 await self._send_stored(
-                    topic, upto_seq=newest, announce_truncation=True
+                    topic,
+                    upto_seq=newest,
+                    announce_truncation=True,
+                    include_own=frame.since is not None,
                 )
         if first and rules.join_leave:
             await self._announce("join", topic)

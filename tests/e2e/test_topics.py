@@ -371,3 +371,30 @@ async def test_a_bot_mentioned_in_a_topic_gets_a_personal_copy_saying_where(
         topic,
         ["ci_bot"],
     )
+
+
+async def test_subscribing_again_right_after_publishing_sends_no_own_copies(
+    cluster, ns, sockets
+):
+    # Found by the frame fuzzer: the acks come before the live events, and a
+    # second subscribe replayed the publisher's own messages from the store.
+    a, _ = cluster
+    topic = f"{ns['publish']}:echo-{fresh_user_id()}"
+    client, _ = await connect_user(a.ws, fresh_user_id())
+    sockets.append(client)
+    await subscribe(client, topic)
+    for n in range(3):
+        await client.send({"type": "message", "topic": topic, "text": f"m{n}"})
+        assert (await client.receive_type("ack"))["seq"] == n + 1
+
+    again = await subscribe(client, topic)
+    await push_topic(a, topic, {"from": "upstream"})
+
+    assert (again["seq"], again["recovered"]) == (3, True)
+    (message,) = await receive_messages(client, 1)
+    assert (message["seq"], message["data"]) == (4, {"from": "upstream"})
+    await assert_no_message(client, 0.3)
+    # Asked for with `since`, the client gets everything after it, its own too.
+    replay = await subscribe(client, topic, since=0)
+    assert replay["recovered"] is True
+    assert [m["seq"] for m in await receive_messages(client, 4)] == [1, 2, 3, 4]

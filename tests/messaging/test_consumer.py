@@ -6,13 +6,16 @@ WebsocketCommunicator; the channel layer is the production one on the suite's Re
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
 from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
 from django.test import AsyncClient
 from django.utils import timezone
@@ -21,6 +24,8 @@ from accounts import selectors
 from accounts.models import PublicAccount
 from bridge_project.asgi import application
 from messaging.models import Message, StreamEntry, StreamSequence
+from messaging.realtime.consumers import BridgeConsumer
+from messaging.realtime.heartbeat import heartbeat_for_loop
 from messaging.streams import delivery
 from messaging.streams.delivery import PushRequest
 from messaging.streams.names import personal_stream
@@ -564,3 +569,99 @@ async def test_a_gap_in_the_live_stream_is_filled_from_the_store(open_ws):
     await apush("alice", data="next")
     frames = [await receive(communicator) for _ in range(2)]
     assert [(f["seq"], f["data"]) for f in frames] == [(1, "missed"), (2, "next")]
+
+
+async def test_a_client_frame_proves_liveness_on_arrival_even_behind_a_busy_inbox(
+    open_ws, monkeypatch
+):
+    # A process fanning out a busy topic can hold a connection's pong in its
+    # inbox, behind deliveries, for longer than the heartbeat timeout.
+    handling = asyncio.Event()
+    release = asyncio.Event()
+
+    async def slow_delivery(self, event: dict) -> None:
+        handling.set()
+        await release.wait()
+
+    monkeypatch.setattr(BridgeConsumer, "bridge_deliver", slow_delivery)
+    user = f"busy-{uuid.uuid4().hex[:8]}"
+    communicator, _ = await connect(open_ws, f"user_id={user}")
+    consumer = next(
+        member
+        for member in heartbeat_for_loop().members
+        if member.connection.user_id == user
+    )
+    await get_channel_layer().group_send(
+        f"user.{user}",
+        {"type": "bridge.deliver", "stream": None, "seq": None, "frame": "{}"},
+    )
+    await asyncio.wait_for(handling.wait(), TIMEOUT)
+    before = consumer.last_frame_at
+
+    await send(communicator, {"type": "pong"})
+    await asyncio.sleep(0.1)
+
+    assert consumer.last_frame_at > before  # while the delivery still blocks
+    release.set()
+
+
+def _deliver(user: str, seq: int, marker: str) -> dict[str, Any]:
+    frame = json.dumps({"type": "message", "seq": seq, "data": marker})
+    return {
+        "type": "bridge.deliver",
+        "stream": personal_stream(user),
+        "seq": seq,
+        "frame": frame,
+    }
+
+
+async def test_events_that_arrive_out_of_order_go_out_in_order_without_the_store(
+    open_ws,
+):
+    # Nothing is stored: had seq 2 made the connection read the store, seq 1
+    # would have been stepped over and then dropped as already sent.
+    user = f"swap-{uuid.uuid4().hex[:8]}"
+    communicator, _ = await connect(open_ws, f"user_id={user}")
+    layer = get_channel_layer()
+
+    await layer.group_send(f"user.{user}", _deliver(user, 2, "second"))
+    await layer.group_send(f"user.{user}", _deliver(user, 1, "first"))
+
+    assert [(await receive(communicator))["data"] for _ in range(2)] == [
+        "first",
+        "second",
+    ]
+
+
+async def test_an_event_that_never_arrives_is_read_from_the_store_after_a_wait(
+    open_ws,
+):
+    user = f"lost-{uuid.uuid4().hex[:8]}"
+    communicator, _ = await connect(open_ws, f"user_id={user}")
+    # Stored with seq 1, its live event lost; seq 2's event arrives.
+    await database_sync_to_async(push)(user, data="stored")
+    assert (await receive(communicator))["data"] == "stored"  # its own event
+    stored = await database_sync_to_async(
+        lambda: StreamEntry.objects.filter(stream=personal_stream(user)).count()
+    )()
+    assert stored == 1
+    await database_sync_to_async(
+        lambda: StreamSequence.objects.filter(stream=personal_stream(user)).update(
+            last_seq=3
+        )
+    )()
+    message = await database_sync_to_async(
+        lambda: Message.objects.create(
+            event="message", data="from the store", created_at=timezone.now()
+        )
+    )()
+    await database_sync_to_async(
+        lambda: StreamEntry.objects.create(
+            message=message, stream=personal_stream(user), seq=2
+        )
+    )()
+
+    await get_channel_layer().group_send(f"user.{user}", _deliver(user, 3, "live"))
+
+    got = [await receive(communicator) for _ in range(2)]
+    assert [(m["seq"], m["data"]) for m in got] == [(2, "from the store"), (3, "live")]

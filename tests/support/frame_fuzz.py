@@ -4,6 +4,10 @@
 A `Case` is the bytes to write on the socket (whole RFC 6455 frames, masked)
 and the set of outcomes that are correct for it. Generation is a seeded
 `random.Random`, so a failing case is reproduced by its seed and index.
+
+Topic frames (SPEC §8: subscribe, unsubscribe, message with `topic`) have
+outcomes that depend on what the connection already holds: their `Case`
+keeps the frame, and the runner asks `Case.expected_on(subscriptions)`.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from dataclasses import dataclass
 from tests.support.frame_oracle import (
     CLIENT_TYPES,
     CLOSES,
+    FUZZ_NAMESPACES,
     MAX_DEPTH,
     MAX_FRAME_BYTES,
     MAX_INT_DIGITS,
@@ -24,6 +29,8 @@ from tests.support.frame_oracle import (
     PUBLIC_ACCOUNT,
     RATE_LIMITED,
     ROUTED,
+    Subscriptions,
+    depends_on_subscriptions,
     expected_for,
     expected_for_text,
     has_surrogate,
@@ -35,8 +42,26 @@ from tests.support.raw_ws import BINARY, CONTINUATION, PING, TEXT, encode_frame
 class Case:
     kind: str
     wire: bytes  # what is written to the socket
-    expected: frozenset[str]
+    expected: frozenset[str]  # on a connection with no subscriptions
     note: str = ""  # the payload, shortened, for failure messages
+    # The JSON frame, when its outcome depends on the connection's topics
+    # (SPEC §8: subscribe, unsubscribe, message): see `expected_on`.
+    frame: object = None
+
+    def expected_on(self, subscriptions: Subscriptions) -> frozenset[str]:
+        """The allowed outcomes on a connection holding `subscriptions`."""
+        if self.frame is None:
+            return self.expected
+        return expected_for(self.frame, subscriptions)
+
+    @property
+    def topic(self) -> object:
+        """The frame's `topic` (None when there is none)."""
+        return self.frame.get("topic") if isinstance(self.frame, dict) else None
+
+    @property
+    def ref(self) -> object:
+        return self.frame.get("ref") if isinstance(self.frame, dict) else None
 
     @property
     def may_close(self) -> bool:
@@ -56,6 +81,16 @@ _ALPHABETS = (
     '"\\/{}[],:',
 )
 
+# `since` (SPEC §8: an integer 0 … 2**63 - 1), then wrong types and ranges.
+_SINCE = (
+    *(0, 1, 3, 2**63 - 1),
+    *(2**63, 10**30, -1, -(2**63), 1.0, 0.5, 2.0**63, "0", True, False, None),
+    *([0], {"seq": 0}),
+)
+
+# A few names, often: subscribing, publishing and replaying meet on them.
+_TOPIC_NAMES = ("a", "a", "a", "room.1", "room.1", "x@y=z", "a:b:c", "-", "=e", "7")
+
 
 class FrameFuzzer:
     def __init__(self, seed: int) -> None:
@@ -66,6 +101,8 @@ class FrameFuzzer:
             (self.random_json, 30),
             (self.wrong_types, 25),
             (self.valid_frame, 12),
+            (self.topic_frame, 20),
+            (self.topic_dialogue, 10),
             (self.raw_text, 10),
             (self.deep_nesting, 5),
             (self.binary, 5),
@@ -174,11 +211,147 @@ class FrameFuzzer:
                 {"type": "message", "text": f"@{PUBLIC_ACCOUNT} " + self.string()},
                 {"type": "message", "text": "hi", "to": PUBLIC_ACCOUNT},
                 {"type": "disconnect"},
+                {"type": "subscribe", "topic": self.topic_name()},
+                {"type": "subscribe", "topic": self.topic_name(), "since": 0},
+                {"type": "unsubscribe", "topic": self.topic_name()},
+                {"type": "message", "text": "hi", "topic": self.topic_name()},
             ]
         )
         if self._chance(0.3):
             frame["ref"] = self.string(20)
         return self._json_case("valid_frame", frame)
+
+    # --- topics (SPEC §8) -----------------------------------------------------------
+
+    def topic_frame(self) -> Case:
+        """subscribe / unsubscribe / message with `topic`: names valid and
+        not, known and unknown namespaces, `since` of every shape, `to` too."""
+        kind = self.random.choice(["subscribe", "subscribe", "unsubscribe", "message"])
+        frame: dict[str, object] = {"type": kind}
+        if kind == "message":
+            frame["text"] = self.random.choice(
+                ["hi", "hi", f"hi @{PUBLIC_ACCOUNT}", self.string() or "x", ""]
+            )
+            if self._chance(0.2):
+                frame["to"] = self.random.choice([PUBLIC_ACCOUNT, "bob", None])
+            if self._chance(0.2):
+                frame["data"] = self.random.choice([{"k": 1}, [], "d"])
+        if self._chance(0.95):  # else no `topic` at all
+            frame["topic"] = (
+                self.topic_name() if self._chance(0.7) else self.bad_topic()
+            )
+        if kind == "subscribe" and self._chance(0.5):
+            frame["since"] = self.random.choice(_SINCE)
+        if self._chance(0.4):
+            frame["ref"] = self.random.choice(
+                [
+                    f"ref-{self.random.randint(0, 99)}",
+                    self.string(20),
+                    "r" * 64,
+                    "r" * 65,
+                    7,
+                    None,
+                ]
+            )
+        return self._json_case("topic_frame", frame)
+
+    def topic_dialogue(self) -> Case:
+        """What a correct topic client sends, on the few names in the
+        namespace that admits it: subscriptions pile up to the limit, and
+        messages are published where the connection is subscribed and
+        replayed to a later `subscribe` with `since`."""
+        topic = "fz:" + self.random.choice(_TOPIC_NAMES)
+        frame: dict[str, object] = self.random.choice(
+            [
+                {"type": "subscribe", "topic": topic},
+                {"type": "subscribe", "topic": topic, "since": 0},
+                {"type": "subscribe", "topic": topic, "since": 2},
+                {"type": "message", "text": "hi", "topic": topic},
+                {"type": "message", "text": "hi", "topic": topic, "data": {"k": 1}},
+                {"type": "unsubscribe", "topic": topic},
+            ]
+        )
+        if self._chance(0.5):
+            frame["ref"] = f"ref-{self.random.randint(0, 99)}"
+        return self._json_case("topic_dialogue", frame)
+
+    def topic_name(self) -> str:
+        """A topic SPEC §8 allows: mostly in the fuzz server's namespaces (a
+        few names, so subscribing, publishing and replaying meet), else in a
+        namespace that does not exist."""
+        roll = self.random.random()
+        if roll < 0.5:
+            namespace = "fz"  # where subscribing and publishing are admitted
+        elif roll < 0.75:
+            namespace = self.random.choice(sorted(FUZZ_NAMESPACES))
+        else:
+            namespace = self.random.choice(
+                ["nope", "a", "z" * 32, "n0_-x", "fz-", "fz_m", "fzz", "users"]
+            )
+        if self._chance(0.7):
+            name = self.random.choice(_TOPIC_NAMES)
+        else:
+            first = "ABCxyz0189_.@=-"
+            rest = first + ":"
+            length = self.random.choice([0, 1, 5, 20, 127])
+            name = self.random.choice(first) + "".join(
+                self.random.choice(rest) for _ in range(length)
+            )
+        return f"{namespace}:{name}"
+
+    def bad_topic(self) -> object:
+        """Something SPEC §8 refuses as a topic name."""
+        return self.random.choice(
+            [
+                None,
+                7,
+                True,
+                ["fz:a"],
+                {"fz": "a"},
+                1.5,
+                "",
+                ":",
+                "fz",
+                "fz:",
+                ":a",
+                "fz::a",  # the name may not start with ':'
+                "user:alice",
+                "user:ci_bot",
+                "Fz:a",
+                "1fz:a",
+                "_fz:a",
+                "-fz:a",
+                "f z:a",
+                "fz.x:a",
+                "é:a",
+                "a" * 33 + ":a",
+                "fz:" + "a" * 129,
+                "fz:" + "b" * 128 + "\n",
+                "fz:" + "c" * 300,  # longer than any topic
+                "fz:a b" * 200,
+                "fz:a b",
+                "fz:a/b",
+                "fz:a#b",
+                "fz:a*",
+                "fz:*",
+                "fz:é",
+                "fz:中",
+                "fz:😀",
+                "fz:a\x00",
+                "fz:a\t",
+                "fz:a\n",  # see frame_oracle.LENIENT_NEWLINE
+                "fz\n:a",
+                "user\n:a",
+                "fz:\na",
+                " fz:a",
+                "fz:a ",
+                "fz:a\u2028",
+                "fz:\ud800",
+                "fz:" + self.string(),
+                self.string() + ":a",
+                self.string(40),
+            ]
+        )
 
     def raw_text(self) -> Case:
         """Text that is not (strict) JSON, or JSON a lenient parser would bend."""
@@ -278,9 +451,10 @@ class FrameFuzzer:
         ascii_only = self._chance(0.5) or has_surrogate(value)
         payload = json.dumps(value, ensure_ascii=ascii_only).encode()
         expected = expected_for(value)
+        frame = value if depends_on_subscriptions(value) else None
         if len(payload) > MAX_FRAME_BYTES:
-            expected = frozenset({"close:1009"})
-        return Case(kind, encode_frame(TEXT, payload), expected, _note(payload))
+            expected, frame = frozenset({"close:1009"}), None
+        return Case(kind, encode_frame(TEXT, payload), expected, _note(payload), frame)
 
     def _fragmented(self, case: Case) -> Case:
         """The same text message split into fragments (a whole message only)."""
@@ -288,7 +462,9 @@ class FrameFuzzer:
         if payload is None or len(payload) < 2:
             return case
         wire = _split(TEXT, payload, self.random)
-        return Case(f"{case.kind}+fragmented", wire, case.expected, case.note)
+        return Case(
+            f"{case.kind}+fragmented", wire, case.expected, case.note, case.frame
+        )
 
     def _chance(self, probability: float) -> bool:
         return self.random.random() < probability

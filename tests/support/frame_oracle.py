@@ -1,30 +1,42 @@
-"""SPEC §2 and §11 as an oracle: the outcomes allowed for a client frame.
+"""SPEC §2, §8 and §11 as an oracle: the outcomes allowed for a client frame.
 
 Outcomes are strings:
 
 - "silent": no reply (a `pong`, a valid `ack`);
-- "pong", "ack": that frame;
+- "pong", "ack", "subscribed", "unsubscribed": that frame;
 - "error:<code>": an `error` frame with that code;
 - "close:<code>": the server closed with that code;
 - "drop": the server dropped the TCP connection without a close frame.
 
-This is an independent reading of §2's client frame table, not Bridge's
-parser, so a parser that accepts what SPEC refuses (or the reverse) fails the
-fuzzer (tests/support/frame_fuzz.py, tests/e2e/test_frame_fuzz.py).
+This is an independent reading of §2's and §8's client frame tables, not
+Bridge's parser (nothing here imports server code), so a parser that accepts
+what SPEC refuses (or the reverse) fails the fuzzer
+(tests/support/frame_fuzz.py, tests/e2e/test_frame_fuzz.py).
 """
 
 from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 MAX_FRAME_BYTES = 65536  # BRIDGE_MAX_FRAME_BYTES' default
 MAX_TEXT_CHARS = 4096
 MAX_REF_CHARS = 64
 MAX_DEPTH = 100  # bridge_project.strict_json.MAX_DEPTH
 MAX_INT_DIGITS = 4300  # sys.get_int_max_str_digits(): longer is not parsed
-CLIENT_TYPES = ("ping", "pong", "message", "ack", "disconnect")
+CLIENT_TYPES = (
+    "ping",
+    "pong",
+    "message",
+    "ack",
+    "disconnect",
+    "subscribe",
+    "unsubscribe",
+)
+MAX_SEQ = 2**63 - 1  # SPEC §5: seqs are 64-bit (also `since`, SPEC §8)
 PUBLIC_ACCOUNT = "ci_bot"  # created by the first migration
 
 # Being built while this fuzzer was written (issue 12); both the old and the
@@ -47,16 +59,64 @@ ROUTED = frozenset(
 
 CLOSES = ("close:", "drop")
 
+# --- SPEC §8 topics ----------------------------------------------------------------
+# The namespaces the fuzz server is started with (tests/e2e/test_frame_fuzz.py
+# creates them, as an operator would): the oracle's view of the deployment.
+FUZZ_NAMESPACES: dict[str, dict[str, object]] = {
+    # anyone subscribes; a connection publishes where it is subscribed
+    "fz": {"subscribe": "public", "client_publish": "subscribers"},
+    # members only (no fuzzed user is a member); publishing by members
+    "fzm": {"subscribe": "members", "client_publish": "members"},
+    # public, live-only (`seq: null`), no client publishing
+    "fzl": {"subscribe": "public", "history_size": 0},
+}
+# The fuzz server's BRIDGE_MAX_SUBSCRIPTIONS: low, so that the limit is met.
+MAX_SUBSCRIPTIONS = 2
+_NAMESPACE_RE = re.compile(r"[a-z][a-z0-9_-]{0,31}")
+_TOPIC_NAME_RE = re.compile(r"[A-Za-z0-9_.@=-][A-Za-z0-9_.:@=-]{0,127}")
+# A divergence this fuzzer found, fixed: Bridge checked topic names with
+# `re.match(r"^…$")`, and `$` also matches before one final "\n", so
+# "fz:abc\n" was taken as a topic. SPEC's patterns admit no newline; with
+# `lenient_newline` the oracle would also allow that reading. Off: strict.
+LENIENT_NEWLINE = False
 
-def expected_for(value: object) -> frozenset[str]:
-    """The outcomes SPEC §2 allows for a text frame holding `value` as JSON."""
-    allowed = _allowed_by_spec(value)
+
+@dataclass(frozen=True)
+class Subscriptions:
+    """A connection's topic state: what the oracle needs besides the frame."""
+
+    held: frozenset[str] = frozenset()
+    limit: int = MAX_SUBSCRIPTIONS
+
+
+def expected_for(
+    value: object,
+    subscriptions: Subscriptions = Subscriptions(),
+    *,
+    lenient_newline: bool = LENIENT_NEWLINE,
+) -> frozenset[str]:
+    """The outcomes SPEC §2 and §8 allow for a text frame holding `value` as
+    JSON, on a connection holding `subscriptions`."""
+    allowed = _allowed_by_spec(value, subscriptions, strict=True)
+    if lenient_newline and _names_topic_with_newline(value):
+        allowed |= _allowed_by_spec(value, subscriptions, strict=False)
     if _has_nul(value):
         return allowed | NUL_REFUSED
     return allowed
 
 
-def _allowed_by_spec(value: object) -> frozenset[str]:
+def depends_on_subscriptions(value: object) -> bool:
+    """Whether the outcome may depend on the connection's topics (SPEC §8)."""
+    return isinstance(value, dict) and value.get("type") in (
+        "subscribe",
+        "unsubscribe",
+        "message",
+    )
+
+
+def _allowed_by_spec(
+    value: object, subscriptions: Subscriptions, *, strict: bool
+) -> frozenset[str]:
     if _depth(value) > MAX_DEPTH or _has_lone_surrogate(value):
         return frozenset({"error:invalid_json"})
     if not isinstance(value, dict):
@@ -77,9 +137,21 @@ def _allowed_by_spec(value: object) -> frozenset[str]:
         ):
             problems.add("error:invalid_frame")
     if kind == "message":
-        problems |= _message_problems(value)
+        problems |= _message_problems(value, strict)
+    if kind in ("subscribe", "unsubscribe"):
+        problems |= _subscription_problems(value, strict)
     if problems:
         return frozenset(problems)
+    if kind == "subscribe":
+        return _subscribe_outcomes(value["topic"], subscriptions)
+    if kind == "unsubscribe":
+        # SPEC §8: leaves and replies `unsubscribed` (reason "client"), also
+        # for a topic not held. An unknown namespace may be `not_found`.
+        if _namespace(value["topic"]) in FUZZ_NAMESPACES:
+            return frozenset({"unsubscribed"})
+        return frozenset({"unsubscribed", "error:not_found"})
+    if kind == "message" and value.get("topic") is not None:
+        return _publish_outcomes(value["topic"], subscriptions)
     if kind == "ping":
         return frozenset({"pong", RATE_LIMITED})
     if kind == "pong":
@@ -91,7 +163,7 @@ def _allowed_by_spec(value: object) -> frozenset[str]:
     return ROUTED
 
 
-def _message_problems(value: dict) -> set[str]:
+def _message_problems(value: dict, strict: bool = True) -> set[str]:
     problems: set[str] = set()
     text = value.get("text")
     if not isinstance(text, str) or not text:
@@ -104,7 +176,84 @@ def _message_problems(value: dict) -> set[str]:
     to = value.get("to")
     if to is not None and not _is_user_id(to):
         problems.add("error:invalid_frame")
+    topic = value.get("topic")
+    if topic is not None and (to is not None or not is_topic(topic, strict=strict)):
+        problems.add("error:invalid_frame")  # SPEC §8: `topic`, then no `to`
     return problems
+
+
+def _subscription_problems(value: dict, strict: bool) -> set[str]:
+    problems: set[str] = set()
+    if not is_topic(value.get("topic"), strict=strict):
+        problems.add("error:invalid_frame")
+    since = value.get("since")
+    if value.get("type") == "subscribe" and since is not None and not _is_seq(since):
+        problems.add("error:invalid_frame")
+    return problems
+
+
+def _is_seq(value: object) -> bool:
+    return (
+        isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_SEQ
+    )
+
+
+def is_topic(value: object, *, strict: bool = True) -> bool:
+    """SPEC §8: `<namespace>:<name>`, the namespace not `user`."""
+    if not isinstance(value, str) or ":" not in value:
+        return False
+    namespace, name = value.split(":", 1)
+    if namespace == "user":  # reserved for personal streams
+        return False
+    if not strict:  # see LENIENT_NEWLINE
+        namespace = namespace.removesuffix("\n")
+        name = name.removesuffix("\n")
+    return (
+        _NAMESPACE_RE.fullmatch(namespace) is not None
+        and _TOPIC_NAME_RE.fullmatch(name) is not None
+    )
+
+
+def _names_topic_with_newline(value: object) -> bool:
+    return (
+        isinstance(value, dict)
+        and isinstance(value.get("topic"), str)
+        and "\n" in value["topic"]
+    )
+
+
+def _namespace(topic: str) -> str:
+    return topic.split(":", 1)[0]
+
+
+def _subscribe_outcomes(topic: str, subscriptions: Subscriptions) -> frozenset[str]:
+    settings = FUZZ_NAMESPACES.get(_namespace(topic))
+    if settings is None:
+        refusal = "error:not_found"
+    elif settings.get("subscribe") == "public":
+        refusal = None  # SPEC §8: any authenticated connection
+    else:
+        refusal = "error:forbidden"  # members/token: no fuzzed user qualifies
+    if topic in subscriptions.held:
+        # Subscribing again replies `subscribed` again; it takes no new place.
+        return frozenset({"subscribed"})
+    if len(subscriptions.held) >= subscriptions.limit:
+        # SPEC orders no checks: a refused topic may be refused either way.
+        over = "error:too_many_subscriptions"
+        return frozenset({over} if refusal is None else {over, refusal})
+    return frozenset({"subscribed"} if refusal is None else {refusal})
+
+
+def _publish_outcomes(topic: str, subscriptions: Subscriptions) -> frozenset[str]:
+    """A well-formed `message` with `topic` (SPEC §8 `client_publish`)."""
+    settings = FUZZ_NAMESPACES.get(_namespace(topic))
+    if settings is None:
+        outcome = "error:not_found"
+    else:
+        policy = settings.get("client_publish", "none")
+        allowed = policy == "subscribers" and topic in subscriptions.held
+        outcome = "ack" if allowed else "error:forbidden"
+    return frozenset({outcome, "error:rate_limited"})
 
 
 def _is_user_id(value: object) -> bool:
