@@ -77,6 +77,30 @@ def message_frame(
     return frame
 
 
+def signal_frame(
+    *,
+    event: str,
+    data: dict[str, Any] | None,
+    sender: str,
+    topic: str | None = None,
+    to: str | None = None,
+) -> dict[str, Any]:
+    """SPEC §9: a live-only signal (typing…), never stored: no `id`, no `seq`;
+    `topic` where it was sent, or `to`, the addressee."""
+    frame: dict[str, Any] = {
+        "type": "signal",
+        "event": event,
+        "data": data,
+        "from": sender,
+    }
+    if topic is not None:
+        frame["topic"] = topic
+    else:
+        frame["to"] = to
+    frame["timestamp"] = now_text()
+    return frame
+
+
 def history_truncated_frame(
     *, oldest_seq: int, topic: str | None = None
 ) -> dict[str, Any]:
