@@ -27,14 +27,11 @@ from accounts.authentication import requires
 from messaging import topic_presence
 from messaging.api import topic_operations
 from messaging.api.ops_views import (
-    HISTORY_PARAMETERS,
-    HISTORY_REPLY,
     MAX_PAGE,
     OpsView,
     _check_user_id,
     _from_redis,
     _int_param,
-    history_reply,
 )
 from messaging.frames import format_time
 from messaging.streams import history, topics
@@ -212,16 +209,6 @@ class TopicPresenceView(OpsView):
                 "count": count,
             }
         )
-
-
-class TopicMessagesView(OpsView):
-    @extend_schema(
-        parameters=[TOPIC_PATH, *HISTORY_PARAMETERS], responses=HISTORY_REPLY
-    )
-    def get(self, request: Request, topic: str) -> Response:
-        """The topic's kept messages, oldest first, as the user history API."""
-        _topic_rules(topic)
-        return history_reply(request, topic)
 
 
 class TopicMembersView(MembershipView):
