@@ -34,7 +34,7 @@ from messaging.api.ops_views import (
     _int_param,
 )
 from messaging.frames import format_time
-from messaging.streams import history, topics
+from messaging.streams import history, reset, topics
 from messaging.streams.names import NAMESPACE_RE, PERSONAL_NAMESPACE
 from messaging.streams.namespaces import NamespaceRules, namespace_rules
 from messaging.streams.topics import TopicRefused
@@ -209,6 +209,25 @@ class TopicPresenceView(OpsView):
                 "count": count,
             }
         )
+
+
+class TopicResetView(OpsView):
+    @extend_schema(
+        request=None,
+        parameters=[TOPIC_PATH],
+        responses={
+            200: inline_serializer(
+                "TopicReset", {"deleted": serializers.IntegerField()}
+            )
+        },
+    )
+    def post(self, request: Request, topic: str) -> Response:
+        """Delete the topic's kept messages (SPEC §9); `deleted` is how many.
+        `seq` keeps counting. After commit every subscription of the topic,
+        on every instance, ends with `unsubscribed`, reason `reset`; that
+        happens on every call, so a retry after a Redis failure ends them."""
+        _topic_rules(topic)
+        return Response({"deleted": reset.topic_reset(topic=topic)})
 
 
 class TopicMembersView(MembershipView):

@@ -63,6 +63,11 @@ urlpatterns = [
         name="topic-member",
     ),
     path(
+        "api/topics/<topic:topic>/reset",
+        topic_views.TopicResetView.as_view(),
+        name="topic-reset",
+    ),
+    path(
         "api/topics/<topic:topic>/messages",
         user_views.TopicMessagesView.as_view(),
         name="topic-messages",
