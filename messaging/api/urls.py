@@ -1,6 +1,6 @@
 from django.urls import path, register_converter
 
-from messaging.api import ops_views, topic_views, user_views, views
+from messaging.api import ops_views, recall_views, topic_views, user_views, views
 
 
 class TopicConverter:
@@ -43,6 +43,11 @@ urlpatterns = [
         "api/users/<str:user_id>/topics",
         topic_views.UserTopicsView.as_view(),
         name="user-topics",
+    ),
+    path(
+        "api/messages/<str:message_id>",
+        recall_views.MessageView.as_view(),
+        name="message",
     ),
     path("api/me/messages", user_views.MeMessagesView.as_view(), name="me-messages"),
     path("api/topics", topic_views.TopicsView.as_view(), name="topics"),

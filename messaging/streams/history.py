@@ -53,6 +53,7 @@ def stored_message_frame(entry: StreamEntry) -> dict:
         created_at=message.created_at,
         mentions=list(entry.mentions),
         topic=message.topic,
+        recalled=message.recalled_at is not None,
     )
 
 

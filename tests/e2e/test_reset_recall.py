@@ -107,3 +107,53 @@ async def test_reset_unsubscribes_every_subscriber_on_every_instance(
         assert pushed.json()["seq"] == 3
         (message,) = await receive_messages(readers[0], 1)
         assert (message["seq"], message["data"]) == (3, "after")
+
+
+async def test_recall_reaches_recipients_and_subscribers_and_resume_shows_a_tombstone(
+    cluster, keys, sockets
+):
+    a, b = cluster
+    alice, topic = fresh_user_id("alice"), f"news:{fresh_user_id('t')}"
+    personal = await connect(b, alice)
+    reader = await connect(a, fresh_user_id())
+    sockets += [personal, reader]
+    await subscribe(reader, topic)
+    async with httpx.AsyncClient(timeout=10, headers=bearer(keys["push"])) as http:
+        to_alice = await http.post(
+            f"{a.http}/sse/push", json={"user_id": alice, "data": {"n": 1}}
+        )
+        to_topic = await http.post(
+            f"{b.http}/sse/push", json={"topic": topic, "message": "wrong room"}
+        )
+        (message,) = await receive_messages(personal, 1)
+        assert message["id"] == to_alice.json()["id"]
+        assert len(await receive_messages(reader, 1)) == 1
+
+        for pushed in (to_alice, to_topic):
+            reply = await http.delete(f"{b.http}/api/messages/{pushed.json()['id']}")
+            assert reply.status_code == 200, reply.text
+        foreign = await http.delete(
+            f"{a.http}/api/messages/00000000-0000-4000-8000-000000000000"
+        )
+        assert foreign.status_code == 404
+
+    assert await personal.receive_type("recall") == {
+        "type": "recall",
+        "id": to_alice.json()["id"],
+    }
+    assert await reader.receive_type("recall") == {
+        "type": "recall",
+        "id": to_topic.json()["id"],
+        "topic": topic,
+    }
+    # Resume replays the tombstone in its place.
+    resumed = await Client.connect(f"{a.ws}/ws?token={mint_token(alice)}&last_seq=0")
+    sockets.append(resumed)
+    assert (await resumed.receive())["type"] == "connected"
+    (tombstone,) = await receive_messages(resumed, 1)
+    assert (tombstone["id"], tombstone["seq"], tombstone["data"]) == (
+        to_alice.json()["id"],
+        1,
+        None,
+    )
+    assert tombstone["recalled"] is True
