@@ -73,6 +73,8 @@ class PushRequest:
     # A topic push (SPEC §8): stored once in the topic's stream; `targets` is
     # empty and mentioned bots get personal copies saying where.
     topic: str | None = None
+    # The API key that pushed it, which may recall it (SPEC §9).
+    pushed_by_key: int | None = None
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from redis.exceptions import RedisError
 
 from bridge_project import redis_health
 from messaging.streams import groups
+from messaging.streams.names import stream_group
 
 logger = logging.getLogger(__name__)
 
@@ -95,6 +96,13 @@ def end_subscriptions_blocking(*, user_id: str, topic: str, reason: str) -> None
 def _recheck(user_id: str, topic: str, reason: str) -> Outgoing:
     event = {"type": groups.RECHECK_EVENT, "topic": topic, "reason": reason}
     return Outgoing(groups.user_group(user_id), event)
+
+
+def topic_reset_blocking(topic: str) -> None:
+    """Ask every subscription of the topic, on every instance, to end with
+    reason `reset` (SPEC §9); raises LayerUnavailable."""
+    event = {"type": groups.TOPIC_RESET_EVENT, "topic": topic}
+    publish_blocking([Outgoing(stream_group(topic), event)])
 
 
 def deliver_event(
