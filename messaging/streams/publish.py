@@ -68,6 +68,17 @@ def _layer_failed(exc: BaseException, started_at: float) -> LayerUnavailable:
     return LayerUnavailable(str(exc) or type(exc).__name__)
 
 
+async def refuse_while_redis_is_down() -> None:
+    """Raise LayerUnavailable at once while the watch knows Redis is down
+    (never a wait on a dead Redis per frame); where nothing watches, or a
+    probe is due, ask with a real publish."""
+    circuit = redis_health.circuit
+    if not redis_health.is_watched() or circuit.probe_due():
+        await check_layer()  # closes the circuit, or raises
+    elif circuit.is_open:
+        raise LayerUnavailable("Redis is unreachable")
+
+
 async def check_layer() -> None:
     """Round-trip a real publish through the layer; raises LayerUnavailable."""
     await publish([Outgoing(groups.HEALTH_GROUP, {"type": "bridge.health"})])

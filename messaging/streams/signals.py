@@ -13,16 +13,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from accounts import selectors
-from bridge_project import redis_health
 from messaging import frames
 from messaging.streams import topics
 from messaging.streams.names import personal_stream, stream_group
 from messaging.streams.publish import (
-    LayerUnavailable,
     Outgoing,
-    check_layer,
     deliver_event,
     publish,
+    refuse_while_redis_is_down,
 )
 from messaging.streams.recipients import signal_recipient
 from messaging.ws_database import run_db
@@ -49,11 +47,7 @@ async def send_signal(signal: ClientSignal) -> str:
     """Decide who may receive the signal and publish it; returns the user id
     or topic it went to. Raises RoutingRefused, TopicRefused or
     LayerUnavailable; nothing is stored either way."""
-    circuit = redis_health.circuit
-    if not redis_health.is_watched() or circuit.probe_due():
-        await check_layer()
-    elif circuit.is_open:
-        raise LayerUnavailable("Redis is unreachable")
+    await refuse_while_redis_is_down()
     outgoing, target = await run_db(_route, signal)
     await publish([outgoing])
     return target
