@@ -9,8 +9,9 @@ from django.db import DatabaseError
 from rest_framework import authentication, exceptions, permissions
 from rest_framework.request import Request
 
-from accounts.keys import api_key_authenticate
+from accounts.keys import api_key_authenticate, looks_like_api_key
 from accounts.models import ApiKey
+from accounts.tokens import InvalidToken, token_claims
 from bridge_project.api_errors import ServiceUnavailable
 
 
@@ -31,6 +32,43 @@ class Caller:
 
 
 OPEN_CALLER = Caller(permissions=frozenset(ApiKey.PERMISSIONS))
+
+
+@dataclass(frozen=True)
+class TokenUser:
+    """request.user for a user's WebSocket token on the user endpoints
+    (SPEC §9 "History for users"): whose token it is and what it grants."""
+
+    user_id: str
+    grants: tuple[str, ...] = ()
+
+    is_authenticated = True
+    is_staff = False
+
+
+class UserTokenAuthentication(authentication.BaseAuthentication):
+    """`Authorization: Bearer <websocket token>` (the tokens POST /api/tokens
+    mints), on the views that serve users. A Bearer value shaped like an API
+    key is left to ApiKeyAuthentication, so ops keys work there as before."""
+
+    def authenticate(self, request: Request):
+        header = authentication.get_authorization_header(request).split()
+        if len(header) != 2 or header[0].lower() != b"bearer":
+            return None
+        try:
+            raw = header[1].decode("ascii")
+        except UnicodeDecodeError:
+            return None  # ApiKeyAuthentication refuses it
+        if looks_like_api_key(raw):
+            return None
+        try:
+            claims = token_claims(raw)
+        except InvalidToken as exc:
+            raise exceptions.AuthenticationFailed(f"Invalid token: {exc}.") from None
+        return (TokenUser(claims.user_id, claims.topics), None)
+
+    def authenticate_header(self, request: Request) -> str:
+        return 'Bearer realm="bridge"'
 
 
 class OpenModeAuthentication(authentication.BaseAuthentication):
@@ -117,6 +155,15 @@ def requires(*allowed: str) -> type[permissions.BasePermission]:
 
     Requires.__name__ = f"Requires_{'_or_'.join(allowed)}"
     return Requires
+
+
+class IsTokenUser(permissions.BasePermission):
+    """The caller authenticated with a user's WebSocket token."""
+
+    message = "This needs a user token (Authorization: Bearer <websocket token>)."
+
+    def has_permission(self, request: Request, view) -> bool:
+        return isinstance(request.user, TokenUser)
 
 
 def caller_may(request: Request, permission: str) -> bool:

@@ -34,3 +34,16 @@ class StaffSessionScheme(OpenApiAuthenticationExtension):
 
     def get_security_definition(self, auto_schema):
         return {"type": "apiKey", "in": "cookie", "name": "sessionid"}
+
+
+class UserTokenScheme(OpenApiAuthenticationExtension):
+    target_class = "accounts.authentication.UserTokenAuthentication"
+    name = "userToken"
+
+    def get_security_definition(self, auto_schema):
+        return {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "A user's WebSocket token, as POST /api/tokens mints it "
+            "(SPEC §4, §9): `Authorization: Bearer <token>`.",
+        }

@@ -193,6 +193,11 @@ BRIDGE_SHUTDOWN_GRACE = env_float("BRIDGE_SHUTDOWN_GRACE", 10.0, minimum=1.0)
 BRIDGE_CLIENT_MESSAGES_PER_MINUTE = env_int(
     "BRIDGE_CLIENT_MESSAGES_PER_MINUTE", 120, minimum=1
 )
+# Client `signal` frames (SPEC §9: typing indicators…) per user per minute,
+# counted cluster-wide in Redis like `message` frames.
+BRIDGE_CLIENT_SIGNALS_PER_MINUTE = env_int(
+    "BRIDGE_CLIENT_SIGNALS_PER_MINUTE", 600, minimum=1
+)
 # ping, pong and ack frames per connection per minute, counted in memory: cheap
 # frames get no Redis round trip each.
 BRIDGE_CLIENT_CONTROL_FRAMES_PER_MINUTE = env_int(

@@ -58,9 +58,11 @@ def message_frame(
     created_at: datetime,
     mentions: list[str],
     topic: str | None = None,
+    recalled: bool = False,
 ) -> dict[str, Any]:
     """SPEC §3; a topic message, and a bot's mention copy of one, add `topic`
-    (§8): where it was published."""
+    (§8): where it was published; a recalled one is a tombstone with
+    `"recalled": true` (§9)."""
     frame = {
         "type": "message",
         "id": message_id,
@@ -74,6 +76,40 @@ def message_frame(
     }
     if topic is not None:
         frame["topic"] = topic
+    if recalled:
+        frame["recalled"] = True
+    return frame
+
+
+def recall_frame(*, message_id: str, topic: str | None) -> dict[str, Any]:
+    """SPEC §9: a message the connection may have shown was recalled."""
+    frame: dict[str, Any] = {"type": "recall", "id": message_id}
+    if topic is not None:
+        frame["topic"] = topic
+    return frame
+
+
+def signal_frame(
+    *,
+    event: str,
+    data: dict[str, Any] | None,
+    sender: str,
+    topic: str | None = None,
+    to: str | None = None,
+) -> dict[str, Any]:
+    """SPEC §9: a live-only signal (typing…), never stored: no `id`, no `seq`;
+    `topic` where it was sent, or `to`, the addressee."""
+    frame: dict[str, Any] = {
+        "type": "signal",
+        "event": event,
+        "data": data,
+        "from": sender,
+    }
+    if topic is not None:
+        frame["topic"] = topic
+    else:
+        frame["to"] = to
+    frame["timestamp"] = now_text()
     return frame
 
 

@@ -59,6 +59,11 @@ class Message(models.Model):
         max_length=STREAM_NAME_MAX, null=True, blank=True
     )
     created_at = models.DateTimeField(db_index=True)
+    # The API key (accounts.ApiKey pk) whose push this was: it may recall it
+    # (SPEC §9). NULL for client messages and open-mode pushes.
+    pushed_by_key = models.PositiveBigIntegerField(null=True, blank=True)
+    # Set when recalled: the message is kept as a tombstone, data NULL.
+    recalled_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]

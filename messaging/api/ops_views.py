@@ -95,22 +95,51 @@ class UserDisconnectView(OpsView):
 
 
 HISTORY_PARAMETERS = [
-    OpenApiParameter("after_seq", int, required=False),
+    OpenApiParameter(
+        "after_seq",
+        int,
+        required=False,
+        description="Messages with seq above this, oldest first (default 0). "
+        "The reply's `next_after_seq` is the next page's, null on the last.",
+    ),
+    OpenApiParameter(
+        "before_seq",
+        int,
+        required=False,
+        description='Instead of after_seq, for "load older messages": the '
+        "newest `limit` messages with seq below this, oldest first. The reply's "
+        "`next_before_seq` is the next older page's, null when none is older.",
+    ),
     OpenApiParameter("limit", int, required=False),
 ]
 HISTORY_REPLY = inline_serializer(
     "History",
     {
         "messages": serializers.ListField(child=serializers.DictField()),
-        "next_after_seq": serializers.IntegerField(allow_null=True),
+        "next_after_seq": serializers.IntegerField(allow_null=True, required=False),
+        "next_before_seq": serializers.IntegerField(allow_null=True, required=False),
     },
 )
 
 
-def history_reply(request: Request, stream: str) -> Response:
-    """A page of a stream's kept messages, oldest first (SPEC §6, §8)."""
+def history_reply(
+    request: Request, stream: str, *, max_limit: int = MAX_PAGE
+) -> Response:
+    """A page of a stream's kept messages, oldest first (SPEC §6, §8, §9):
+    `after_seq` pages forwards (`next_after_seq`), `before_seq` backwards
+    (`next_before_seq`); naming both is a 400."""
+    if "after_seq" in request.query_params and "before_seq" in request.query_params:
+        raise ValidationError(
+            {"before_seq": ["Give after_seq or before_seq, not both."]}
+        )
+    limit = _int_param(request, "limit", default=100, maximum=max_limit, minimum=1)
+    if "before_seq" in request.query_params:
+        before_seq = _int_param(request, "before_seq", default=0, minimum=1)
+        messages, next_before = history.messages_page_before(
+            stream, before_seq=before_seq, limit=limit
+        )
+        return Response({"messages": messages, "next_before_seq": next_before})
     after_seq = _int_param(request, "after_seq", default=0)
-    limit = _int_param(request, "limit", default=100, maximum=MAX_PAGE, minimum=1)
     messages, next_after = history.messages_page(
         stream, after_seq=after_seq, limit=limit
     )

@@ -27,17 +27,14 @@ from accounts.authentication import requires
 from messaging import topic_presence
 from messaging.api import topic_operations
 from messaging.api.ops_views import (
-    HISTORY_PARAMETERS,
-    HISTORY_REPLY,
     MAX_PAGE,
     OpsView,
     _check_user_id,
     _from_redis,
     _int_param,
-    history_reply,
 )
 from messaging.frames import format_time
-from messaging.streams import history, topics
+from messaging.streams import history, reset, topics
 from messaging.streams.names import NAMESPACE_RE, PERSONAL_NAMESPACE
 from messaging.streams.namespaces import NamespaceRules, namespace_rules
 from messaging.streams.topics import TopicRefused
@@ -214,14 +211,23 @@ class TopicPresenceView(OpsView):
         )
 
 
-class TopicMessagesView(OpsView):
+class TopicResetView(OpsView):
     @extend_schema(
-        parameters=[TOPIC_PATH, *HISTORY_PARAMETERS], responses=HISTORY_REPLY
+        request=None,
+        parameters=[TOPIC_PATH],
+        responses={
+            200: inline_serializer(
+                "TopicReset", {"deleted": serializers.IntegerField()}
+            )
+        },
     )
-    def get(self, request: Request, topic: str) -> Response:
-        """The topic's kept messages, oldest first, as the user history API."""
+    def post(self, request: Request, topic: str) -> Response:
+        """Delete the topic's kept messages (SPEC §9); `deleted` is how many.
+        `seq` keeps counting. After commit every subscription of the topic,
+        on every instance, ends with `unsubscribed`, reason `reset`; that
+        happens on every call, so a retry after a Redis failure ends them."""
         _topic_rules(topic)
-        return history_reply(request, topic)
+        return Response({"deleted": reset.topic_reset(topic=topic)})
 
 
 class TopicMembersView(MembershipView):

@@ -1,6 +1,6 @@
 from django.urls import path, register_converter
 
-from messaging.api import ops_views, topic_views, views
+from messaging.api import ops_views, recall_views, topic_views, user_views, views
 
 
 class TopicConverter:
@@ -44,6 +44,12 @@ urlpatterns = [
         topic_views.UserTopicsView.as_view(),
         name="user-topics",
     ),
+    path(
+        "api/messages/<str:message_id>",
+        recall_views.MessageView.as_view(),
+        name="message",
+    ),
+    path("api/me/messages", user_views.MeMessagesView.as_view(), name="me-messages"),
     path("api/topics", topic_views.TopicsView.as_view(), name="topics"),
     path("api/topics/<topic:topic>", topic_views.TopicView.as_view(), name="topic"),
     path(
@@ -62,8 +68,13 @@ urlpatterns = [
         name="topic-member",
     ),
     path(
+        "api/topics/<topic:topic>/reset",
+        topic_views.TopicResetView.as_view(),
+        name="topic-reset",
+    ),
+    path(
         "api/topics/<topic:topic>/messages",
-        topic_views.TopicMessagesView.as_view(),
+        user_views.TopicMessagesView.as_view(),
         name="topic-messages",
     ),
 ]

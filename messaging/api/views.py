@@ -121,6 +121,7 @@ def authorize(request: Request, pushes: Sequence[PushRequest]) -> list[PushReque
     """Apply SPEC §4 to each push: who it is from, and what the key may do."""
     may_name_sender = caller_may(request, "sender")
     default_sender = getattr(request.user, "handle", None)
+    key_id = getattr(request.user, "key_id", None)
     authorized = []
     for push in pushes:
         if push.broadcast and not caller_may(request, "broadcast"):
@@ -129,6 +130,8 @@ def authorize(request: Request, pushes: Sequence[PushRequest]) -> list[PushReque
             raise PermissionDenied("Naming a sender needs the 'sender' permission.")
         if push.sender is None and default_sender is not None:
             push = replace(push, sender=default_sender)
+        if key_id is not None:
+            push = replace(push, pushed_by_key=key_id)
         authorized.append(push)
     return authorized
 

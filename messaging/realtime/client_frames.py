@@ -6,12 +6,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from accounts.identifiers import is_event_name, is_user_id
 from bridge_project import strict_json
-from messaging.frames import MAX_SEQ
+from messaging.frames import MAX_SEQ, encode
 from messaging.streams.names import InvalidTopic, parse_topic
 
 MAX_TEXT_CHARS = 4096
 MAX_REF_CHARS = 64
+# SPEC §9: a signal's `data`, serialized.
+MAX_SIGNAL_DATA_BYTES = 4096
 CLIENT_FRAME_TYPES = (
     "ping",
     "pong",
@@ -20,6 +23,7 @@ CLIENT_FRAME_TYPES = (
     "disconnect",
     "subscribe",
     "unsubscribe",
+    "signal",
 )
 
 
@@ -54,6 +58,8 @@ class ClientFrame:
     topic: str | None = None
     # `subscribe`: recover the messages after this seq (SPEC §8).
     since: int | None = None
+    # `signal`: the event name (SPEC §9).
+    event: str | None = None
 
 
 def parse_client_frame(text: str | None) -> ClientFrame:
@@ -78,6 +84,8 @@ def parse_client_frame(text: str | None) -> ClientFrame:
         )
     if frame_type == "message":
         return _parse_message(payload, ref)
+    if frame_type == "signal":
+        return _parse_signal(payload, ref)
     if frame_type in ("subscribe", "unsubscribe"):
         return _parse_subscription(frame_type, payload, ref)
     if frame_type == "ack":
@@ -126,6 +134,37 @@ def _parse_message(payload: dict[str, Any], ref: str | None) -> ClientFrame:
         topic = _topic(payload, ref)
     return ClientFrame(
         type="message", ref=ref, text=text, data=data, to=to, topic=topic
+    )
+
+
+def _parse_signal(payload: dict[str, Any], ref: str | None) -> ClientFrame:
+    """SPEC §9: an event name, optional `data` (an object of at most
+    MAX_SIGNAL_DATA_BYTES serialized), and exactly one of `topic` and `to`."""
+    event = payload.get("event")
+    if not is_event_name(event):
+        raise FrameError(
+            "invalid_frame", "'event' must match ^[a-z][a-z0-9_.:-]{0,63}$", ref
+        )
+    data = payload.get("data")
+    if data is not None:
+        if not isinstance(data, dict):
+            raise FrameError("invalid_frame", "'data' must be an object", ref)
+        if len(encode(data).encode("utf-8")) > MAX_SIGNAL_DATA_BYTES:
+            raise FrameError(
+                "too_large",
+                f"'data' is over {MAX_SIGNAL_DATA_BYTES} bytes serialized",
+                ref,
+            )
+    to = payload.get("to")
+    topic = payload.get("topic")
+    if (to is None) == (topic is None):
+        raise FrameError("invalid_frame", "give exactly one of 'to' and 'topic'", ref)
+    if to is not None:
+        if not is_user_id(to):
+            raise FrameError("invalid_frame", "'to' must be a user id", ref)
+        return ClientFrame(type="signal", ref=ref, event=event, data=data, to=to)
+    return ClientFrame(
+        type="signal", ref=ref, event=event, data=data, topic=_topic(payload, ref)
     )
 
 

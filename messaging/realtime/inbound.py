@@ -18,7 +18,7 @@ from messaging.event_log import log_event
 from messaging.instance import INSTANCE_NAME
 from messaging.realtime import client_frames, ws_limits
 from messaging.realtime.client_frames import ClientFrame, FrameError
-from messaging.streams import delivery, publish, topics
+from messaging.streams import delivery, publish, signals, topics
 from messaging.streams.delivery import ClientMessage
 from messaging.streams.recipients import RoutingRefused
 from messaging.streams.topics import TopicRefused
@@ -110,6 +110,31 @@ class FrameReceiver:
                 seq=receipt.topic_seq,
             )
         )
+
+    async def on_signal(self, frame: ClientFrame) -> None:
+        """SPEC §9: delivered at once, never stored; no reply unless refused."""
+        await ws_limits.count_client_signal(self.user_id, frame.ref)
+        signal = signals.ClientSignal(
+            sender=self.user_id,
+            event=frame.event,
+            data=frame.data,
+            to=frame.to,
+            topic=frame.topic,
+            channel=self.channel_name,
+            subscribed=(
+                frame.topic is not None and self.cursor_of(frame.topic) is not None
+            ),
+        )
+        try:
+            await signals.send_signal(signal)
+        except RoutingRefused as refused:
+            raise FrameError(refused.code, refused.message, frame.ref) from None
+        except TopicRefused as refused:
+            raise FrameError(
+                refused.code, refused.message, frame.ref, topic=frame.topic
+            ) from None
+        except (publish.LayerUnavailable, DatabaseError):
+            raise FrameError("unavailable", "try again later", frame.ref) from None
 
     async def _may_publish(self, frame: ClientFrame) -> None:
         try:

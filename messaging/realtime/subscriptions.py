@@ -35,6 +35,8 @@ logger = logging.getLogger(__name__)
 
 LAYER_ERRORS = (RedisError, OSError, TimeoutError)
 CLIENT = "client"
+# SPEC §9: a topic reset ends every subscription of the topic.
+RESET = "reset"
 
 
 class TopicSubscriber:
@@ -98,6 +100,14 @@ class TopicSubscriber:
 
     async def on_unsubscribe(self, frame: ClientFrame) -> None:
         await self._end_subscription(frame.topic, CLIENT, ref=frame.ref)
+
+    async def bridge_topic_reset(self, event: dict) -> None:
+        """The topic's kept messages were deleted (SPEC §9): the subscription
+        ends with reason `reset`; the client may subscribe again."""
+        topic = event["topic"]
+        if self.user_id is None or not self.topics or topic not in self.topics:
+            return
+        await self._end_subscription(topic, RESET)
 
     async def bridge_recheck_subscription(self, event: dict) -> None:
         """A membership of this user was removed (SPEC §8): end the

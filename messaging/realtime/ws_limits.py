@@ -1,7 +1,7 @@
 """The WebSocket side's rate limits (SPEC §2 `rate_limited`, §11 close 4429).
 
 Handshakes per address (counted before any credential is checked) and per user,
-and client `message` frames per user, count cluster-wide in Redis
+and client `message` and `signal` frames per user, count cluster-wide in Redis
 (bridge_project/rate_limits.py): reconnecting, or connecting to another
 process, does not reset them. ping, pong, ack, subscribe and unsubscribe
 frames count per connection in memory, so they cost no Redis round trip.
@@ -49,6 +49,21 @@ async def count_client_message(user_id: str, ref: str | None) -> None:
         raise FrameError(
             "rate_limited",
             "too many messages; slow down",
+            ref,
+            retry_after_ms=decision.retry_after_ms,
+        )
+
+
+async def count_client_signal(user_id: str, ref: str | None) -> None:
+    """Count a `signal` frame of `user_id`, on any connection of the cluster
+    (SPEC §9, BRIDGE_CLIENT_SIGNALS_PER_MINUTE); raises FrameError
+    `rate_limited`."""
+    limit = Limit("ws:signal", settings.BRIDGE_CLIENT_SIGNALS_PER_MINUTE, MINUTE)
+    decision = await rate_limits.hit(limit, user_id)
+    if not decision.allowed:
+        raise FrameError(
+            "rate_limited",
+            "too many signals; slow down",
             ref,
             retry_after_ms=decision.retry_after_ms,
         )

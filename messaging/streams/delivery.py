@@ -36,6 +36,7 @@ from messaging.streams.publish import (
     deliver_event,
     publish,
     publish_blocking,
+    refuse_while_redis_is_down,
 )
 from messaging.streams.receipts import (
     NOBODY,
@@ -73,6 +74,8 @@ class PushRequest:
     # A topic push (SPEC §8): stored once in the topic's stream; `targets` is
     # empty and mentioned bots get personal copies saying where.
     topic: str | None = None
+    # The API key that pushed it, which may recall it (SPEC §9).
+    pushed_by_key: int | None = None
 
 
 @dataclass(frozen=True)
@@ -149,7 +152,9 @@ def push_batch(
 
 def _refuse_while_redis_is_down() -> None:
     """503 before storing anything: at once while the watch knows Redis is down
-    (never a wait on a dead Redis per push), by asking where nothing watches."""
+    (never a wait on a dead Redis per push), by asking where nothing watches.
+    The circuit is read here, not through refuse_while_redis_is_down: a hop to
+    an event loop per push would cost more than the push's own publish."""
     circuit = redis_health.circuit
     if not redis_health.is_watched() or circuit.probe_due():
         async_to_sync(check_layer)()  # closes the circuit, or raises
@@ -164,11 +169,7 @@ def push(request: PushRequest) -> PushReceipt:
 async def send_client_message(message: ClientMessage) -> PushReceipt:
     """Route, store and send a client's message; raises RoutingRefused or
     LayerUnavailable. The sender gets no copy."""
-    circuit = redis_health.circuit
-    if not redis_health.is_watched() or circuit.probe_due():
-        await check_layer()
-    elif circuit.is_open:
-        raise LayerUnavailable("Redis is unreachable")
+    await refuse_while_redis_is_down()
     plan, created_at = await run_db(_plan_and_store_client_message, message)
     audience = await _publish_after_commit(_events(plan, created_at), [plan])
     metrics.messages_pushed_total.inc()

@@ -11,6 +11,8 @@ DELIVER_EVENT = "bridge.deliver"
 DISCONNECT_EVENT = "bridge.disconnect"
 # A user's connections check a topic subscription again (membership removed).
 RECHECK_EVENT = "bridge.recheck_subscription"
+# A topic's kept messages were deleted: its subscriptions end (SPEC §9 reset).
+TOPIC_RESET_EVENT = "bridge.topic_reset"
 BROADCAST_GROUP = "bridge.broadcast"
 HEALTH_GROUP = "bridge.health"
 

@@ -53,6 +53,7 @@ def stored_message_frame(entry: StreamEntry) -> dict:
         created_at=message.created_at,
         mentions=list(entry.mentions),
         topic=message.topic,
+        recalled=message.recalled_at is not None,
     )
 
 
@@ -82,9 +83,30 @@ def messages_page(
     )
     more = len(entries) > limit
     entries = entries[:limit]
+    return _history_messages(entries), (entries[-1].seq if more else None)
+
+
+def messages_page_before(
+    stream: str, *, before_seq: int, limit: int
+) -> tuple[list[dict], int | None]:
+    """ "Load older messages" (SPEC §9): the newest `limit` messages with
+    seq < before_seq, returned oldest first, and the before_seq of the next
+    older page (None when nothing older is kept). One query on the
+    (stream, seq) index, read backwards."""
+    newest_first = list(
+        StreamEntry.objects.filter(stream=stream, seq__lt=before_seq)
+        .select_related("message")
+        .order_by("-seq")[: limit + 1]
+    )
+    more = len(newest_first) > limit
+    entries = newest_first[:limit][::-1]
+    return _history_messages(entries), (entries[0].seq if more else None)
+
+
+def _history_messages(entries: list[StreamEntry]) -> list[dict]:
     messages = []
     for entry in entries:
         frame = stored_message_frame(entry)
         del frame["type"]
         messages.append(frame)
-    return messages, (entries[-1].seq if more else None)
+    return messages

@@ -21,6 +21,7 @@ from redis.exceptions import RedisError
 
 from bridge_project import redis_health
 from messaging.streams import groups
+from messaging.streams.names import stream_group
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +68,17 @@ def _layer_failed(exc: BaseException, started_at: float) -> LayerUnavailable:
     return LayerUnavailable(str(exc) or type(exc).__name__)
 
 
+async def refuse_while_redis_is_down() -> None:
+    """Raise LayerUnavailable at once while the watch knows Redis is down
+    (never a wait on a dead Redis per frame); where nothing watches, or a
+    probe is due, ask with a real publish."""
+    circuit = redis_health.circuit
+    if not redis_health.is_watched() or circuit.probe_due():
+        await check_layer()  # closes the circuit, or raises
+    elif circuit.is_open:
+        raise LayerUnavailable("Redis is unreachable")
+
+
 async def check_layer() -> None:
     """Round-trip a real publish through the layer; raises LayerUnavailable."""
     await publish([Outgoing(groups.HEALTH_GROUP, {"type": "bridge.health"})])
@@ -95,6 +107,13 @@ def end_subscriptions_blocking(*, user_id: str, topic: str, reason: str) -> None
 def _recheck(user_id: str, topic: str, reason: str) -> Outgoing:
     event = {"type": groups.RECHECK_EVENT, "topic": topic, "reason": reason}
     return Outgoing(groups.user_group(user_id), event)
+
+
+def topic_reset_blocking(topic: str) -> None:
+    """Ask every subscription of the topic, on every instance, to end with
+    reason `reset` (SPEC §9); raises LayerUnavailable."""
+    event = {"type": groups.TOPIC_RESET_EVENT, "topic": topic}
+    publish_blocking([Outgoing(stream_group(topic), event)])
 
 
 def deliver_event(

@@ -87,3 +87,24 @@ def topic_message_recipients(
     """Personal copies of a `message` frame published to a topic (SPEC §8): the
     mentioned bots, never the sender; the topic itself is the audience."""
     return decide_recipients(targets=(), mentioned=mentioned, sender=sender)
+
+
+def signal_recipient(
+    *,
+    sender: str,
+    sender_is_public: bool,
+    to: str,
+    to_public_handle: str | None,
+) -> str:
+    """Who receives a `signal` frame sent with `to` (SPEC §9): the rules of a
+    `message` with `to` and no mentions. Raises RoutingRefused."""
+    if to == sender:
+        raise RoutingRefused("no_recipient", "a signal to yourself reaches nobody")
+    recipients = client_message_recipients(
+        sender=sender,
+        sender_is_public=sender_is_public,
+        to=to,
+        to_public_handle=to_public_handle,
+        mentioned=(),
+    )
+    return recipients[0].user_id

@@ -179,7 +179,7 @@ def save_messages(durable: list[Planned], created_at) -> None:
             entries.append((plan.message_id, stream, seq, list(mentions)))
     insert_rows(
         Message,
-        ("id", "event", "sender", "data", "topic", "created_at"),
+        ("id", "event", "sender", "data", "topic", "created_at", "pushed_by_key"),
         [
             (
                 plan.message_id,
@@ -188,6 +188,7 @@ def save_messages(durable: list[Planned], created_at) -> None:
                 plan.request.data,
                 plan.request.topic,
                 created_at,
+                plan.request.pushed_by_key,
             )
             for plan in durable
         ],

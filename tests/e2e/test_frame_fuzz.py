@@ -249,11 +249,21 @@ def _valid_ref(ref: object) -> bool:
     return isinstance(ref, str) and len(ref) <= MAX_REF_CHARS
 
 
+def _as_parsed(value: object) -> object:
+    """A generated string as the server parses it: an escaped surrogate pair
+    ("\\ud800\\udc00") is one character once parsed."""
+    if not isinstance(value, str):
+        return value
+    return value.encode("utf-16-le", "surrogatepass").decode(
+        "utf-16-le", "surrogatepass"
+    )
+
+
 def topic_reply_problem(case: Case, outcome: str, reply: dict) -> str | None:
     """The fields SPEC §8 gives `subscribed`, `unsubscribed`, a topic `ack`
     and the errors of subscribe/unsubscribe; None when they are right."""
     frame = case.frame if isinstance(case.frame, dict) else {}
-    kind, topic, ref = frame.get("type"), case.topic, case.ref
+    kind, topic, ref = frame.get("type"), _as_parsed(case.topic), _as_parsed(case.ref)
     if outcome == "subscribed":
         namespace = FUZZ_NAMESPACES.get(str(reply.get("topic")).split(":")[0], {})
         live_only = namespace.get("history_size") == 0

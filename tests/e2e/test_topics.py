@@ -398,3 +398,68 @@ async def test_subscribing_again_right_after_publishing_sends_no_own_copies(
     replay = await subscribe(client, topic, since=0)
     assert replay["recovered"] is True
     assert [m["seq"] for m in await receive_messages(client, 4)] == [1, 2, 3, 4]
+
+
+async def test_a_typing_signal_reaches_both_instances_and_is_never_stored(
+    cluster, ns, sockets
+):
+    """SPEC §9: a signal goes to every subscriber but the sending socket, on
+    every instance, at once, and leaves nothing in the topic's history."""
+    a, b = cluster
+    topic = f"{ns['publish']}:typing-{fresh_user_id()}"
+    alice = fresh_user_id("alice")
+    sender, _ = await connect_user(a.ws, alice)
+    same_instance, _ = await connect_user(a.ws, fresh_user_id("bob"))
+    other_instance, _ = await connect_user(b.ws, fresh_user_id("carol"))
+    sockets += [sender, same_instance, other_instance]
+    for client in (sender, same_instance, other_instance):
+        await subscribe(client, topic)
+
+    await sender.send(
+        {
+            "type": "signal",
+            "event": "typing",
+            "data": {"typing": True},
+            "topic": topic,
+            "ref": "t1",
+        }
+    )
+
+    for client in (same_instance, other_instance):
+        signal = await client.receive_type("signal")
+        assert {k: v for k, v in signal.items() if k != "timestamp"} == {
+            "type": "signal",
+            "event": "typing",
+            "data": {"typing": True},
+            "from": alice,
+            "topic": topic,
+        }
+        assert signal["timestamp"].endswith("Z")
+    await assert_no_message(sender, 0.5)  # no copy, no ack
+    async with httpx.AsyncClient(timeout=10) as http:
+        history = await http.get(f"{a.http}/api/topics/{topic}/messages")
+    assert history.status_code == 200, history.text
+    assert history.json()["messages"] == []
+    stored = shell_json(
+        a.env,
+        "import json\nfrom messaging.models import Message, StreamEntry\n"
+        f"print(json.dumps([StreamEntry.objects.filter(stream={topic!r}).count(),"
+        f" Message.objects.filter(topic={topic!r}).count()]))",
+    )
+    assert stored == [0, 0]
+
+
+async def test_a_signal_is_refused_where_the_namespace_does_not_allow_publishing(
+    cluster, ns, sockets
+):
+    a, _ = cluster
+    client, _ = await connect_user(a.ws, fresh_user_id())
+    sockets.append(client)
+    topic = f"{ns['public']}:readonly"
+
+    await client.send(
+        {"type": "signal", "event": "typing", "topic": topic, "ref": "t2"}
+    )
+
+    error = await client.receive_type("error")
+    assert (error["code"], error["ref"], error["topic"]) == ("forbidden", "t2", topic)

@@ -215,6 +215,8 @@ class FrameFuzzer:
                 {"type": "subscribe", "topic": self.topic_name(), "since": 0},
                 {"type": "unsubscribe", "topic": self.topic_name()},
                 {"type": "message", "text": "hi", "topic": self.topic_name()},
+                {"type": "signal", "event": "typing", "to": PUBLIC_ACCOUNT},
+                {"type": "signal", "event": "typing", "topic": self.topic_name()},
             ]
         )
         if self._chance(0.3):
@@ -226,8 +228,18 @@ class FrameFuzzer:
     def topic_frame(self) -> Case:
         """subscribe / unsubscribe / message with `topic`: names valid and
         not, known and unknown namespaces, `since` of every shape, `to` too."""
-        kind = self.random.choice(["subscribe", "subscribe", "unsubscribe", "message"])
+        kind = self.random.choice(
+            ["subscribe", "subscribe", "unsubscribe", "message", "signal"]
+        )
         frame: dict[str, object] = {"type": kind}
+        if kind == "signal":  # SPEC §9
+            frame["event"] = self.random.choice(["typing", "typing", "", "Typing", 7])
+            if self._chance(0.2):
+                frame["to"] = self.random.choice([PUBLIC_ACCOUNT, "bob", None])
+            if self._chance(0.3):
+                frame["data"] = self.random.choice(
+                    [{"k": 1}, [], "d", {"k": "x" * 4100}]
+                )
         if kind == "message":
             frame["text"] = self.random.choice(
                 ["hi", "hi", f"hi @{PUBLIC_ACCOUNT}", self.string() or "x", ""]
@@ -268,6 +280,8 @@ class FrameFuzzer:
                 {"type": "subscribe", "topic": topic, "since": 2},
                 {"type": "message", "text": "hi", "topic": topic},
                 {"type": "message", "text": "hi", "topic": topic, "data": {"k": 1}},
+                {"type": "signal", "event": "typing", "topic": topic},
+                {"type": "signal", "event": "typing", "topic": topic, "data": {}},
                 {"type": "unsubscribe", "topic": topic},
             ]
         )

@@ -35,7 +35,10 @@ CLIENT_TYPES = (
     "disconnect",
     "subscribe",
     "unsubscribe",
+    "signal",
 )
+MAX_SIGNAL_DATA_BYTES = 4096  # SPEC §9: `data`, serialized
+_EVENT_RE = re.compile(r"[a-z][a-z0-9_.:-]{0,63}")
 MAX_SEQ = 2**63 - 1  # SPEC §5: seqs are 64-bit (also `since`, SPEC §8)
 PUBLIC_ACCOUNT = "ci_bot"  # created by the first migration
 
@@ -111,6 +114,7 @@ def depends_on_subscriptions(value: object) -> bool:
         "subscribe",
         "unsubscribe",
         "message",
+        "signal",
     )
 
 
@@ -140,6 +144,8 @@ def _allowed_by_spec(
         problems |= _message_problems(value, strict)
     if kind in ("subscribe", "unsubscribe"):
         problems |= _subscription_problems(value, strict)
+    if kind == "signal":
+        problems |= _signal_problems(value, strict)
     if problems:
         return frozenset(problems)
     if kind == "subscribe":
@@ -152,6 +158,8 @@ def _allowed_by_spec(
         return frozenset({"unsubscribed", "error:not_found"})
     if kind == "message" and value.get("topic") is not None:
         return _publish_outcomes(value["topic"], subscriptions)
+    if kind == "signal":
+        return _signal_outcomes(value, subscriptions)
     if kind == "ping":
         return frozenset({"pong", RATE_LIMITED})
     if kind == "pong":
@@ -180,6 +188,47 @@ def _message_problems(value: dict, strict: bool = True) -> set[str]:
     if topic is not None and (to is not None or not is_topic(topic, strict=strict)):
         problems.add("error:invalid_frame")  # SPEC §8: `topic`, then no `to`
     return problems
+
+
+def _signal_problems(value: dict, strict: bool = True) -> set[str]:
+    """SPEC §9: `event`, optional object `data` (≤ 4,096 bytes serialized),
+    exactly one of `topic` and `to`."""
+    problems: set[str] = set()
+    event = value.get("event")
+    if not isinstance(event, str) or _EVENT_RE.fullmatch(event) is None:
+        problems.add("error:invalid_frame")
+    data = value.get("data")
+    if data is not None and not isinstance(data, dict):
+        problems.add("error:invalid_frame")
+    elif data is not None and _serialized_bytes(data) > MAX_SIGNAL_DATA_BYTES:
+        problems.add("error:too_large")
+    to, topic = value.get("to"), value.get("topic")
+    one_target = (to is None) != (topic is None)
+    valid_target = _is_user_id(to) if to is not None else is_topic(topic, strict=strict)
+    if not (one_target and valid_target):
+        problems.add("error:invalid_frame")
+    return problems
+
+
+def _serialized_bytes(value: object) -> int:
+    try:
+        text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+        return len(text.encode("utf-8"))
+    except UnicodeEncodeError:  # a lone surrogate: refused as invalid_json first
+        return 0
+
+
+def _signal_outcomes(value: dict, subscriptions: Subscriptions) -> frozenset[str]:
+    """A well-formed signal: no reply when delivered (SPEC §9: no `ack`),
+    refused under the rules of `message` (§2, §8), or over the rate."""
+    if value.get("topic") is not None:
+        published = _publish_outcomes(value["topic"], subscriptions)
+        return frozenset({"silent" if o == "ack" else o for o in published})
+    # The fuzzer's connections are ordinary users: only a public account may
+    # be addressed (`to` themselves reaches nobody).
+    return frozenset(
+        {"silent", "error:forbidden", "error:no_recipient", "error:rate_limited"}
+    )
 
 
 def _subscription_problems(value: dict, strict: bool) -> set[str]:
