@@ -32,8 +32,15 @@ def encode(frame: dict[str, Any]) -> str:
 
 
 def connected_frame(
-    *, connection_id: str, user_id: str, heartbeat_interval: float, last_seq: int
+    *,
+    connection_id: str,
+    user_id: str,
+    heartbeat_interval: float,
+    last_seq: int,
+    read_seq: int,
+    unread: int,
 ) -> dict[str, Any]:
+    """SPEC §2, plus the personal stream's read position and unread count (§9)."""
     interval = (
         int(heartbeat_interval) if heartbeat_interval >= 1 else heartbeat_interval
     )
@@ -44,6 +51,8 @@ def connected_frame(
         "server_time": now_text(),
         "heartbeat_interval": interval,
         "last_seq": last_seq,
+        "read_seq": read_seq,
+        "unread": unread,
     }
 
 
@@ -113,6 +122,15 @@ def signal_frame(
     return frame
 
 
+def read_frame(*, seq: int, topic: str | None = None) -> dict[str, Any]:
+    """SPEC §9: the user read up to `seq` on another of its connections."""
+    frame: dict[str, Any] = {"type": "read"}
+    if topic is not None:
+        frame["topic"] = topic
+    frame["seq"] = seq
+    return frame
+
+
 def history_truncated_frame(
     *, oldest_seq: int, topic: str | None = None
 ) -> dict[str, Any]:
@@ -146,9 +164,24 @@ def ack_frame(
 
 
 def subscribed_frame(
-    *, topic: str, seq: int | None, recovered: bool, ref: str | None
+    *,
+    topic: str,
+    seq: int | None,
+    recovered: bool,
+    ref: str | None,
+    read_seq: int | None = None,
+    unread: int | None = None,
 ) -> dict[str, Any]:
-    frame = {"type": "subscribed", "topic": topic, "seq": seq, "recovered": recovered}
+    """SPEC §8; `read_seq` and `unread` where the user is a member (§9)."""
+    frame: dict[str, Any] = {
+        "type": "subscribed",
+        "topic": topic,
+        "seq": seq,
+        "recovered": recovered,
+    }
+    if read_seq is not None:
+        frame["read_seq"] = read_seq
+        frame["unread"] = unread
     if ref is not None:
         frame["ref"] = ref
     return frame

@@ -189,3 +189,25 @@ class IdempotencyRecord(models.Model):
 
     def __str__(self) -> str:
         return f"{self.scope}/{self.key}"
+
+
+class ReadPosition(models.Model):
+    """How far a user has read one stream (SPEC §9 "Reading and receipts").
+
+    Only moves forward (messaging/streams/reading.py); a stream the user has
+    never read has no row: position 0."""
+
+    user_id = models.CharField(max_length=64, validators=[validate_user_id])
+    stream = models.CharField(max_length=STREAM_NAME_MAX)
+    read_seq = models.PositiveBigIntegerField(default=0)
+    updated_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["user_id", "stream"], name="read_position_user_stream"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user_id} read {self.stream}@{self.read_seq}"

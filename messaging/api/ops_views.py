@@ -16,7 +16,7 @@ from accounts.authentication import requires
 from accounts.identifiers import is_user_id
 from bridge_project.api_errors import ServiceUnavailable
 from messaging.api import operations
-from messaging.streams import history, publish
+from messaging.streams import history, publish, reading
 from messaging.streams.names import personal_stream
 
 MAX_PAGE = 1000
@@ -151,6 +151,32 @@ class UserMessagesView(OpsView):
     def get(self, request: Request, user_id: str) -> Response:
         _check_user_id(user_id)
         return history_reply(request, personal_stream(user_id))
+
+
+_POSITION_FIELDS = {
+    "read_seq": serializers.IntegerField(),
+    "unread": serializers.IntegerField(),
+}
+UNREAD_REPLY = inline_serializer(
+    "Unread",
+    {
+        "personal": inline_serializer("UnreadPersonal", _POSITION_FIELDS),
+        "topics": serializers.ListField(
+            child=inline_serializer(
+                "UnreadTopic", {"topic": serializers.CharField(), **_POSITION_FIELDS}
+            )
+        ),
+    },
+)
+
+
+class UserUnreadView(OpsView):
+    @extend_schema(responses=UNREAD_REPLY)
+    def get(self, request: Request, user_id: str) -> Response:
+        """SPEC §9: the user's read position and unread count in its personal
+        stream and in every topic it is a member of."""
+        _check_user_id(user_id)
+        return Response(reading.unread_summary(user_id))
 
 
 def _from_redis(function, *args, **kwargs):

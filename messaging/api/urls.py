@@ -40,6 +40,11 @@ urlpatterns = [
         name="user-messages",
     ),
     path(
+        "api/users/<str:user_id>/unread",
+        ops_views.UserUnreadView.as_view(),
+        name="user-unread",
+    ),
+    path(
         "api/users/<str:user_id>/topics",
         topic_views.UserTopicsView.as_view(),
         name="user-topics",
@@ -50,6 +55,7 @@ urlpatterns = [
         name="message",
     ),
     path("api/me/messages", user_views.MeMessagesView.as_view(), name="me-messages"),
+    path("api/me/unread", user_views.MeUnreadView.as_view(), name="me-unread"),
     path("api/topics", topic_views.TopicsView.as_view(), name="topics"),
     path("api/topics/<topic:topic>", topic_views.TopicView.as_view(), name="topic"),
     path(

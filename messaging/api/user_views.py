@@ -3,8 +3,10 @@
 A user reads its own personal stream, and the topics it may subscribe to,
 with its WebSocket token (`Authorization: Bearer <token>`, as POST
 /api/tokens mints them): `GET /api/me/messages` and
-`GET /api/topics/<topic>/messages`. A token never reads another user's
-stream. API keys with `ops` and staff sessions read any topic as before.
+`GET /api/topics/<topic>/messages`, and its unread counts with
+`GET /api/me/unread` (SPEC §9 "Reading and receipts"). A token never
+reads another user's stream. API keys with `ops` and staff sessions read any
+topic as before.
 
 In open mode (development; SPEC §4 trusts `user_id`) there are no tokens:
 `GET /api/me/messages?user_id=<id>` names the user, and every topic is
@@ -42,11 +44,12 @@ from accounts.authentication import (
 from messaging.api.ops_views import (
     HISTORY_PARAMETERS,
     HISTORY_REPLY,
+    UNREAD_REPLY,
     _check_user_id,
     history_reply,
 )
 from messaging.api.topic_views import TOPIC_PATH, _topic_rules
-from messaging.streams import topics
+from messaging.streams import reading, topics
 from messaging.streams.names import personal_stream
 from messaging.streams.topics import TopicRefused
 
@@ -90,6 +93,26 @@ class MeMessagesView(APIView):
         """The caller's personal stream `user:<id>`, as the ops history API."""
         user_id = _me(request)
         return history_reply(request, personal_stream(user_id), max_limit=USER_MAX_PAGE)
+
+
+class MeUnreadView(APIView):
+    authentication_classes = AUTHENTICATION
+    permission_classes = [IsTokenUser | IsOpenMode]
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter(
+                "user_id",
+                str,
+                required=False,
+                description="Open mode only: the user (required there).",
+            )
+        ],
+        responses=UNREAD_REPLY,
+    )
+    def get(self, request: Request) -> Response:
+        """SPEC §9: the caller's read positions and unread counts."""
+        return Response(reading.unread_summary(_me(request)))
 
 
 class TopicMessagesView(APIView):

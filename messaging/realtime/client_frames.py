@@ -24,6 +24,7 @@ CLIENT_FRAME_TYPES = (
     "subscribe",
     "unsubscribe",
     "signal",
+    "read",
 )
 
 
@@ -88,6 +89,8 @@ def parse_client_frame(text: str | None) -> ClientFrame:
         return _parse_signal(payload, ref)
     if frame_type in ("subscribe", "unsubscribe"):
         return _parse_subscription(frame_type, payload, ref)
+    if frame_type == "read":
+        return _parse_read(payload, ref)
     if frame_type == "ack":
         seq = payload.get("seq")
         if not _is_seq(seq):
@@ -166,6 +169,20 @@ def _parse_signal(payload: dict[str, Any], ref: str | None) -> ClientFrame:
     return ClientFrame(
         type="signal", ref=ref, event=event, data=data, topic=_topic(payload, ref)
     )
+
+
+def _parse_read(payload: dict[str, Any], ref: str | None) -> ClientFrame:
+    """SPEC §9: `seq`, and `topic` for a topic (else the personal stream)."""
+    topic = None if payload.get("topic") is None else _topic(payload, ref)
+    seq = payload.get("seq")
+    if not _is_seq(seq):
+        raise FrameError(
+            "invalid_frame",
+            "'seq' must be an integer from 0 to 2**63 - 1",
+            ref,
+            topic=topic,
+        )
+    return ClientFrame(type="read", ref=ref, seq=seq, topic=topic)
 
 
 def _parse_subscription(

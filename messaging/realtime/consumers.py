@@ -29,7 +29,7 @@ from messaging.realtime.inbound import FrameReceiver
 from messaging.realtime.outbound import StreamSender
 from messaging.realtime.single_task_consumer import SingleTaskConsumer
 from messaging.realtime.subscriptions import TopicSubscriber
-from messaging.streams import groups, history
+from messaging.streams import groups, history, reading
 from messaging.streams.names import personal_stream
 from messaging.ws_database import run_db
 
@@ -104,7 +104,7 @@ class BridgeConsumer(FrameReceiver, TopicSubscriber, StreamSender, SingleTaskCon
             for outcome in outcomes:
                 if isinstance(outcome, BaseException):
                     raise outcome
-            newest = await self._newest_seq(personal_stream(user_id))
+            newest, read = await self._personal_state(user_id)
         except HandshakeRefused as refusal:
             await self._refuse_handshake(refusal)
             return
@@ -137,6 +137,8 @@ class BridgeConsumer(FrameReceiver, TopicSubscriber, StreamSender, SingleTaskCon
                     user_id=user_id,
                     heartbeat_interval=settings.BRIDGE_HEARTBEAT_INTERVAL,
                     last_seq=newest,
+                    read_seq=read.read_seq,
+                    unread=read.unread,
                 )
             )
             if self.cursor < newest:
@@ -216,9 +218,9 @@ class BridgeConsumer(FrameReceiver, TopicSubscriber, StreamSender, SingleTaskCon
         for group in self.joined_groups:
             await self.channel_layer.group_add(group, self.channel_name)
 
-    async def _newest_seq(self, stream: str) -> int:
+    async def _personal_state(self, user_id: str) -> tuple[int, reading.Position]:
         try:
-            return await run_db(history.last_seq, stream)
+            return await run_db(_personal_state, user_id)
         except DatabaseError:
             logger.exception("database unavailable during handshake")
             raise _unavailable() from None
@@ -356,6 +358,13 @@ class UnknownPathConsumer(AsyncWebsocketConsumer):
 
     async def connect(self) -> None:
         await self.close()
+
+
+def _personal_state(user_id: str) -> tuple[int, reading.Position]:
+    """The personal stream's newest seq, and the user's read position in it
+    (SPEC §2, §9 `connected`): two queries, one trip to the database pool."""
+    stream = personal_stream(user_id)
+    return history.last_seq(stream), reading.position(user_id, stream)
 
 
 def _header(scope: dict, name: bytes) -> str:

@@ -5,6 +5,7 @@ TopicSubscriber's (subscriptions.py)."""
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import deque
 
@@ -18,11 +19,13 @@ from messaging.event_log import log_event
 from messaging.instance import INSTANCE_NAME
 from messaging.realtime import client_frames, ws_limits
 from messaging.realtime.client_frames import ClientFrame, FrameError
-from messaging.streams import delivery, publish, signals, topics
+from messaging.streams import delivery, publish, reading, signals, topics
 from messaging.streams.delivery import ClientMessage
 from messaging.streams.recipients import RoutingRefused
 from messaging.streams.topics import TopicRefused
 from messaging.ws_database import run_db
+
+logger = logging.getLogger(__name__)
 
 REFUSALS_BEFORE_CLOSE = 20
 REFUSAL_WINDOW_SECONDS = 60.0
@@ -135,6 +138,49 @@ class FrameReceiver:
             ) from None
         except (publish.LayerUnavailable, DatabaseError):
             raise FrameError("unavailable", "try again later", frame.ref) from None
+
+    async def on_read(self, frame: ClientFrame) -> None:
+        """SPEC §9: move the user's read position forward; no reply. When it
+        moved, the user's other connections get a `read` frame."""
+        topic = frame.topic
+        if topic is not None and self.cursor_of(topic) is None:
+            await self._may_read(frame)
+        stream = self.stream if topic is None else topic
+        try:
+            moved = await run_db(reading.mark_read, self.user_id, stream, frame.seq)
+        except DatabaseError:
+            raise FrameError(
+                "unavailable", "try again later", frame.ref, topic=topic
+            ) from None
+        if moved is None:
+            return
+        text = frames.encode(frames.read_frame(seq=moved, topic=topic))
+        try:
+            await publish.read_moved(
+                user_id=self.user_id, frame_text=text, exclude=self.channel_name
+            )
+        except publish.LayerUnavailable:
+            # The position is stored: other connections read it on connect.
+            logger.info("read position of %s not synced: Redis down", self.user_id)
+
+    async def _may_read(self, frame: ClientFrame) -> None:
+        """A topic this connection is not subscribed to: the user must be
+        allowed to subscribe to it."""
+        try:
+            await run_db(
+                topics.may_subscribe,
+                user_id=self.user_id,
+                topic=frame.topic,
+                grants=self.topic_grants,
+            )
+        except topics.TopicRefused as refused:
+            raise FrameError(
+                refused.code, refused.message, frame.ref, topic=frame.topic
+            ) from None
+        except DatabaseError:
+            raise FrameError(
+                "unavailable", "try again later", frame.ref, topic=frame.topic
+            ) from None
 
     async def _may_publish(self, frame: ClientFrame) -> None:
         try:

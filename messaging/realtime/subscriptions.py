@@ -20,7 +20,7 @@ from redis.exceptions import RedisError
 from messaging import frames, metrics, presence, topic_presence
 from messaging.realtime.client_frames import ClientFrame, FrameError
 from messaging.realtime.outbound import TopicState
-from messaging.streams import history, topics
+from messaging.streams import history, reading, topics
 from messaging.streams.names import stream_group
 from messaging.streams.namespaces import NamespaceRules
 from messaging.streams.publish import (
@@ -61,7 +61,9 @@ class TopicSubscriber:
         first = False
         if not again:
             first = await self._join_topic(topic, frame.ref)
-        newest = None if rules.live_only else await run_db(history.last_seq, topic)
+        newest, read = None, None
+        if not rules.live_only:
+            newest, read = await run_db(_topic_state, self.user_id, topic)
         async with self.stream_lock:
             if self.close_code is not None:
                 if not again:  # closing: what was joined must not linger
@@ -85,7 +87,12 @@ class TopicSubscriber:
                 state.cursor, state.rules = cursor, rules
             await self._send_frame(
                 frames.subscribed_frame(
-                    topic=topic, seq=newest, recovered=recovered, ref=frame.ref
+                    topic=topic,
+                    seq=newest,
+                    recovered=recovered,
+                    ref=frame.ref,
+                    read_seq=read.read_seq if read else None,
+                    unread=read.unread if read else None,
                 )
             )
             if newest is not None and cursor < newest:
@@ -229,3 +236,9 @@ class TopicSubscriber:
         event = deliver_event(frame, stream=topic, seq=None, exclude=self.channel_name)
         with contextlib.suppress(LayerUnavailable):
             await publish([Outgoing(stream_group(topic), event)])
+
+
+def _topic_state(user_id: str, topic: str) -> tuple[int, reading.Position | None]:
+    """The topic's newest seq, and the user's read position when a member
+    (SPEC §8, §9 `subscribed`): two queries, one trip to the database pool."""
+    return history.last_seq(topic), reading.member_position(user_id, topic)

@@ -3,7 +3,7 @@
 Handshakes per address (counted before any credential is checked) and per user,
 and client `message` and `signal` frames per user, count cluster-wide in Redis
 (bridge_project/rate_limits.py): reconnecting, or connecting to another
-process, does not reset them. ping, pong, ack, subscribe and unsubscribe
+process, does not reset them. ping, pong, ack, subscribe, unsubscribe and read
 frames count per connection in memory, so they cost no Redis round trip.
 """
 
@@ -17,9 +17,11 @@ from messaging.realtime.client_frames import FrameError
 from messaging.realtime.handshake import HandshakeRefused
 
 MINUTE = 60.0
-# Cheap frames, counted per connection in memory; subscribe and unsubscribe
-# cost a query and a Redis round trip each, and count here too.
-CONTROL_FRAME_TYPES = frozenset({"ping", "pong", "ack", "subscribe", "unsubscribe"})
+# Cheap frames, counted per connection in memory; subscribe, unsubscribe and
+# read cost a query and a Redis round trip each, and count here too.
+CONTROL_FRAME_TYPES = frozenset(
+    {"ping", "pong", "ack", "subscribe", "unsubscribe", "read"}
+)
 
 
 async def admit_address(address: str) -> None:
@@ -80,7 +82,8 @@ def count_control_frame(
     if not decision.allowed:
         raise FrameError(
             "rate_limited",
-            "too many ping, pong, ack, subscribe or unsubscribe frames; slow down",
+            "too many ping, pong, ack, subscribe, unsubscribe or read frames; "
+            "slow down",
             ref,
             retry_after_ms=decision.retry_after_ms,
             topic=topic,

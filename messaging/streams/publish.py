@@ -134,3 +134,11 @@ def deliver_event(
     if exclude:
         event["exclude"] = exclude
     return event
+
+
+async def read_moved(*, user_id: str, frame_text: str, exclude: str) -> None:
+    """Tell the user's other connections, on every instance, that its read
+    position moved (SPEC §9 `read`): live only, the reading connection
+    excluded; raises LayerUnavailable."""
+    event = deliver_event(frame_text, stream=None, seq=None, exclude=exclude)
+    await publish([Outgoing(groups.user_group(user_id), event)])

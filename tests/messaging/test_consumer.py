@@ -119,6 +119,8 @@ async def test_connected_frame_has_spec_fields(open_ws):
         "server_time",
         "heartbeat_interval",
         "last_seq",
+        "read_seq",
+        "unread",
     }
     assert connected["user_id"] == "alice"
     assert isinstance(connected["connection_id"], str) and connected["connection_id"]
