@@ -131,6 +131,17 @@ def read_frame(*, seq: int, topic: str | None = None) -> dict[str, Any]:
     return frame
 
 
+def receipt_frame(*, user_id: str, message_ids: list[str], seq: int) -> dict[str, Any]:
+    """SPEC §9: `user_id` read these messages of the receiving user; `seq` is
+    the reader's new position in its personal stream."""
+    return {
+        "type": "receipt",
+        "user_id": user_id,
+        "message_ids": message_ids,
+        "seq": seq,
+    }
+
+
 def history_truncated_frame(
     *, oldest_seq: int, topic: str | None = None
 ) -> dict[str, Any]:

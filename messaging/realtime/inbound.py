@@ -141,13 +141,19 @@ class FrameReceiver:
 
     async def on_read(self, frame: ClientFrame) -> None:
         """SPEC §9: move the user's read position forward; no reply. When it
-        moved, the user's other connections get a `read` frame."""
+        moved, the user's other connections get a `read` frame, and (personal
+        stream) the senders of the messages it moved past a `receipt`."""
         topic = frame.topic
         if topic is not None and self.cursor_of(topic) is None:
             await self._may_read(frame)
-        stream = self.stream if topic is None else topic
+        receipts: list[reading.Receipt] = []
         try:
-            moved = await run_db(reading.mark_read, self.user_id, stream, frame.seq)
+            if topic is None:
+                moved, receipts = await run_db(
+                    reading.read_personal, self.user_id, frame.seq
+                )
+            else:
+                moved = await run_db(reading.mark_read, self.user_id, topic, frame.seq)
         except DatabaseError:
             raise FrameError(
                 "unavailable", "try again later", frame.ref, topic=topic
@@ -155,9 +161,25 @@ class FrameReceiver:
         if moved is None:
             return
         text = frames.encode(frames.read_frame(seq=moved, topic=topic))
+        receipt_texts = [
+            (
+                receipt.sender,
+                frames.encode(
+                    frames.receipt_frame(
+                        user_id=self.user_id,
+                        message_ids=receipt.message_ids,
+                        seq=moved,
+                    )
+                ),
+            )
+            for receipt in receipts
+        ]
         try:
             await publish.read_moved(
-                user_id=self.user_id, frame_text=text, exclude=self.channel_name
+                user_id=self.user_id,
+                frame_text=text,
+                exclude=self.channel_name,
+                receipts=receipt_texts,
             )
         except publish.LayerUnavailable:
             # The position is stored: other connections read it on connect.

@@ -136,9 +136,20 @@ def deliver_event(
     return event
 
 
-async def read_moved(*, user_id: str, frame_text: str, exclude: str) -> None:
+async def read_moved(
+    *,
+    user_id: str,
+    frame_text: str,
+    exclude: str,
+    receipts: Sequence[tuple[str, str]] = (),
+) -> None:
     """Tell the user's other connections, on every instance, that its read
-    position moved (SPEC §9 `read`): live only, the reading connection
-    excluded; raises LayerUnavailable."""
+    position moved (SPEC §9 `read`; the reading connection excluded), and
+    each (sender, receipt frame) in `receipts` its sender's connections:
+    live only, one pipeline; raises LayerUnavailable."""
     event = deliver_event(frame_text, stream=None, seq=None, exclude=exclude)
-    await publish([Outgoing(groups.user_group(user_id), event)])
+    outgoing = [Outgoing(groups.user_group(user_id), event)]
+    for sender, text in receipts:
+        receipt = deliver_event(text, stream=None, seq=None)
+        outgoing.append(Outgoing(groups.user_group(sender), receipt))
+    await publish(outgoing)

@@ -76,6 +76,48 @@ def mark_read(user_id: str, stream: str, seq: int) -> int | None:
     return None if row is None else int(row[0])
 
 
+# A receipt lists at most this many message ids per sender (the oldest read).
+RECEIPT_MAX_IDS = 500
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """Messages of one sender that a read moved past (SPEC §9 `receipt`)."""
+
+    sender: str
+    message_ids: list[str]
+
+
+def read_personal(user_id: str, seq: int) -> tuple[int | None, list[Receipt]]:
+    """mark_read on the user's personal stream, and the receipts due to the
+    senders of the messages it moved past: three queries when it moved, two
+    when not. Two concurrent reads may both report a message: a receipt is
+    at least once."""
+    stream = personal_stream(user_id)
+    before = (
+        ReadPosition.objects.filter(user_id=user_id, stream=stream)
+        .values_list("read_seq", flat=True)
+        .first()
+    ) or 0
+    moved = mark_read(user_id, stream, seq)
+    if moved is None:
+        return None, []
+    read = (
+        StreamEntry.objects.filter(
+            stream=stream, seq__gt=before, seq__lte=moved, message__sender__isnull=False
+        )
+        .exclude(message__sender=user_id)
+        .order_by("seq")
+        .values_list("message__sender", "message_id")
+    )
+    by_sender: dict[str, list[str]] = {}
+    for sender, message_id in read.iterator():
+        ids = by_sender.setdefault(sender, [])
+        if len(ids) < RECEIPT_MAX_IDS:
+            ids.append(str(message_id))
+    return moved, [Receipt(sender, ids) for sender, ids in by_sender.items()]
+
+
 def position(user_id: str, stream: str) -> Position:
     """The user's read position in `stream` and the kept messages after it."""
     with connection.cursor() as cursor:

@@ -45,17 +45,26 @@ def namespaces(db, redis_server: EmbeddedRedis) -> Iterator[None]:
     yield
 
 
-def push_n(n: int, *, user_id: str | None = None, topic: str | None = None) -> None:
-    for i in range(n):
+def push_n(
+    n: int,
+    *,
+    user_id: str | None = None,
+    topic: str | None = None,
+    sender: str | None = "bob",
+) -> list[str]:
+    """n stored messages; their ids."""
+    return [
         delivery.push(
             PushRequest(
                 targets=(user_id,) if user_id else (),
                 event="message",
                 data=i,
-                sender="bob",
+                sender=sender,
                 topic=topic,
             )
-        )
+        ).message_id
+        for i in range(n)
+    ]
 
 
 apush_n = database_sync_to_async(push_n)
@@ -324,11 +333,13 @@ async def test_reading_a_live_only_topic_moves_nothing(open_ws):
 
 
 async def test_the_cost_of_a_read_frame(open_ws, redis_server, monkeypatch):
-    """Measured, not assumed: one query and one Redis command (the sync's
-    PUBLISH) per read frame that moves the position; one query and no Redis
-    command when it does not move."""
+    """Measured, not assumed. A personal read that moves the position: three
+    queries (the old position, the upsert, the messages read for receipts)
+    and one Redis PUBLISH per group (the reader's, plus one per connected or
+    not sender: here anonymous pushes, so none). One that does not move: two
+    queries, no Redis command."""
     alice = fresh_user_id("r")
-    await apush_n(3, user_id=alice)
+    await apush_n(3, user_id=alice, sender=None)
     first, _ = await open_ws(alice)
     second, _ = await open_ws(alice)
     queries: list[str] = []
@@ -363,10 +374,89 @@ async def test_the_cost_of_a_read_frame(open_ws, redis_server, monkeypatch):
         still = _delta(before, _commands(client))
     finally:
         client.close()
-    assert moved_queries == 1
+    assert moved_queries == 3
     assert moved == {"publish": 1}, moved
-    assert len(queries) == 1
+    assert len(queries) == 2
     assert still == {}, still
+
+
+async def test_the_cost_of_a_topic_read_frame(open_ws, monkeypatch):
+    """A read of a subscribed topic is the upsert alone: one query."""
+    alice = fresh_user_id("r")
+    news = fresh_topic("news")
+    await apush_n(3, topic=news)
+    first, _ = await open_ws(alice)
+    second, _ = await open_ws(alice)
+    await subscribe(first, news)
+    queries: list[str] = []
+    run_db = inbound.run_db
+
+    def counting(func, /, *args, **kwargs):
+        def measured(*a, **k):
+            with CaptureQueriesContext(connection) as captured:
+                result = func(*a, **k)
+            queries.extend(q["sql"] for q in captured.captured_queries)
+            return result
+
+        return run_db(measured, *args, **kwargs)
+
+    monkeypatch.setattr(inbound, "run_db", counting)
+    await send(first, {"type": "read", "topic": news, "seq": 2})
+    assert await receive(second) == {"type": "read", "topic": news, "seq": 2}
+    assert len(queries) == 1, queries
+
+
+# --- receipts to senders (SPEC §9) ---------------------------------------------------
+
+
+async def test_senders_get_receipts_for_the_messages_read(open_ws):
+    alice, bob, carol = (fresh_user_id("r") for _ in range(3))
+    bobs = await apush_n(2, user_id=alice, sender=bob)
+    carols = await apush_n(1, user_id=alice, sender=carol)
+    await apush_n(1, user_id=alice, sender=None)
+    reader, _ = await open_ws(alice)
+    bob_ws, _ = await open_ws(bob)
+    carol_ws, _ = await open_ws(carol)
+    await send(reader, {"type": "read", "seq": 2})
+    assert await receive(bob_ws) == {
+        "type": "receipt",
+        "user_id": alice,
+        "message_ids": bobs,
+        "seq": 2,
+    }
+    await assert_quiet(carol_ws)
+    await send(reader, {"type": "read", "seq": 4})
+    assert await receive(carol_ws) == {
+        "type": "receipt",
+        "user_id": alice,
+        "message_ids": carols,
+        "seq": 4,
+    }
+    await assert_quiet(bob_ws)
+    await assert_quiet(reader)
+
+
+async def test_a_topic_read_sends_no_receipt(open_ws):
+    alice, bob = fresh_user_id("r"), fresh_user_id("r")
+    news = fresh_topic("news")
+    await apush_n(2, topic=news, sender=bob)
+    reader, _ = await open_ws(alice)
+    bob_ws, _ = await open_ws(bob)
+    await send(reader, {"type": "read", "topic": news, "seq": 2})
+    await assert_quiet(reader)
+    await assert_quiet(bob_ws)
+
+
+def test_receipts_list_each_senders_messages_once_in_order():
+    alice = fresh_user_id("r")
+    bob = fresh_user_id("r")
+    first = push_n(2, user_id=alice, sender=bob)
+    push_n(1, user_id=alice, sender=alice)  # her own: no receipt
+    later = push_n(1, user_id=alice, sender=bob)
+    moved, receipts = reading.read_personal(alice, 4)
+    assert moved == 4
+    assert receipts == [reading.Receipt(bob, first + later)]
+    assert reading.read_personal(alice, 4) == (None, [])
 
 
 def _commands(client: redis.Redis) -> dict[str, int]:
