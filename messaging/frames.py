@@ -142,6 +142,12 @@ def receipt_frame(*, user_id: str, message_ids: list[str], seq: int) -> dict[str
     }
 
 
+def topic_receipt_frame(*, topic: str, user_id: str, seq: int) -> dict[str, Any]:
+    """SPEC §9: a member of the topic read up to `seq` (namespaces with
+    `receipts`)."""
+    return {"type": "receipt", "topic": topic, "user_id": user_id, "seq": seq}
+
+
 def history_truncated_frame(
     *, oldest_seq: int, topic: str | None = None
 ) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from messaging.realtime import client_frames, ws_limits
 from messaging.realtime.client_frames import ClientFrame, FrameError
 from messaging.streams import delivery, publish, reading, signals, topics
 from messaging.streams.delivery import ClientMessage
+from messaging.streams.namespaces import NamespaceRules
 from messaging.streams.recipients import RoutingRefused
 from messaging.streams.topics import TopicRefused
 from messaging.ws_database import run_db
@@ -142,18 +143,29 @@ class FrameReceiver:
     async def on_read(self, frame: ClientFrame) -> None:
         """SPEC §9: move the user's read position forward; no reply. When it
         moved, the user's other connections get a `read` frame, and (personal
-        stream) the senders of the messages it moved past a `receipt`."""
+        stream) the senders of the messages it moved past a `receipt`; in a
+        namespace with `receipts`, a member's read gives the topic's
+        subscribers one."""
         topic = frame.topic
-        if topic is not None and self.cursor_of(topic) is None:
-            await self._may_read(frame)
+        rules = None
+        if topic is not None:
+            state = self.topics.get(topic) if self.topics else None
+            rules = state.rules if state else await self._may_read(frame)
         receipts: list[reading.Receipt] = []
+        topic_receipt = False
         try:
             if topic is None:
                 moved, receipts = await run_db(
                     reading.read_personal, self.user_id, frame.seq
                 )
             else:
-                moved = await run_db(reading.mark_read, self.user_id, topic, frame.seq)
+                moved, topic_receipt = await run_db(
+                    reading.read_topic,
+                    self.user_id,
+                    topic,
+                    frame.seq,
+                    receipts=rules.receipts,
+                )
         except DatabaseError:
             raise FrameError(
                 "unavailable", "try again later", frame.ref, topic=topic
@@ -180,16 +192,26 @@ class FrameReceiver:
                 frame_text=text,
                 exclude=self.channel_name,
                 receipts=receipt_texts,
+                topic=topic,
+                topic_receipt=(
+                    frames.encode(
+                        frames.topic_receipt_frame(
+                            topic=topic, user_id=self.user_id, seq=moved
+                        )
+                    )
+                    if topic_receipt
+                    else None
+                ),
             )
         except publish.LayerUnavailable:
             # The position is stored: other connections read it on connect.
             logger.info("read position of %s not synced: Redis down", self.user_id)
 
-    async def _may_read(self, frame: ClientFrame) -> None:
+    async def _may_read(self, frame: ClientFrame) -> NamespaceRules:
         """A topic this connection is not subscribed to: the user must be
-        allowed to subscribe to it."""
+        allowed to subscribe to it; its namespace's rules."""
         try:
-            await run_db(
+            return await run_db(
                 topics.may_subscribe,
                 user_id=self.user_id,
                 topic=frame.topic,

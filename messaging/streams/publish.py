@@ -142,14 +142,20 @@ async def read_moved(
     frame_text: str,
     exclude: str,
     receipts: Sequence[tuple[str, str]] = (),
+    topic: str | None = None,
+    topic_receipt: str | None = None,
 ) -> None:
     """Tell the user's other connections, on every instance, that its read
-    position moved (SPEC §9 `read`; the reading connection excluded), and
-    each (sender, receipt frame) in `receipts` its sender's connections:
-    live only, one pipeline; raises LayerUnavailable."""
+    position moved (SPEC §9 `read`; the reading connection excluded), each
+    (sender, receipt frame) in `receipts` its sender's connections, and
+    `topic`'s subscribers its `topic_receipt`: live only, one pipeline;
+    raises LayerUnavailable."""
     event = deliver_event(frame_text, stream=None, seq=None, exclude=exclude)
     outgoing = [Outgoing(groups.user_group(user_id), event)]
     for sender, text in receipts:
         receipt = deliver_event(text, stream=None, seq=None)
         outgoing.append(Outgoing(groups.user_group(sender), receipt))
+    if topic is not None and topic_receipt is not None:
+        receipt = deliver_event(topic_receipt, stream=topic, seq=None, exclude=exclude)
+        outgoing.append(Outgoing(stream_group(topic), receipt))
     await publish(outgoing)

@@ -118,6 +118,17 @@ def read_personal(user_id: str, seq: int) -> tuple[int | None, list[Receipt]]:
     return moved, [Receipt(sender, ids) for sender, ids in by_sender.items()]
 
 
+def read_topic(
+    user_id: str, topic: str, seq: int, *, receipts: bool
+) -> tuple[int | None, bool]:
+    """mark_read on a topic, and whether its subscribers get a receipt: the
+    namespace has `receipts` and the reader is a member (SPEC §9). One query,
+    two when a receipt may be due."""
+    moved = mark_read(user_id, topic, seq)
+    due = moved is not None and receipts and topics.is_member(topic, user_id)
+    return moved, due
+
+
 def position(user_id: str, stream: str) -> Position:
     """The user's read position in `stream` and the kept messages after it."""
     with connection.cursor() as cursor:

@@ -42,6 +42,7 @@ def namespaces(db, redis_server: EmbeddedRedis) -> Iterator[None]:
     make_namespace("room")
     make_namespace("news", subscribe="public")
     make_namespace("ticker", subscribe="public", history_size=0)
+    make_namespace("loud", subscribe="public", receipts=True)
     yield
 
 
@@ -436,15 +437,43 @@ async def test_senders_get_receipts_for_the_messages_read(open_ws):
     await assert_quiet(reader)
 
 
-async def test_a_topic_read_sends_no_receipt(open_ws):
+async def test_a_topic_without_receipts_sends_none(open_ws):
     alice, bob = fresh_user_id("r"), fresh_user_id("r")
     news = fresh_topic("news")
+    await database_sync_to_async(topics.member_add)(topic=news, user_id=alice)
     await apush_n(2, topic=news, sender=bob)
     reader, _ = await open_ws(alice)
     bob_ws, _ = await open_ws(bob)
+    await subscribe(bob_ws, news)
     await send(reader, {"type": "read", "topic": news, "seq": 2})
     await assert_quiet(reader)
     await assert_quiet(bob_ws)
+
+
+async def test_a_members_read_gives_subscribers_a_topic_receipt(open_ws):
+    alice, bob, carol = (fresh_user_id("r") for _ in range(3))
+    loud = fresh_topic("loud")
+    await database_sync_to_async(topics.member_add)(topic=loud, user_id=alice)
+    await apush_n(3, topic=loud, sender=bob)
+    reader, _ = await open_ws(alice)
+    await subscribe(reader, loud)
+    bob_ws, _ = await open_ws(bob)
+    await subscribe(bob_ws, loud)
+    carol_ws, _ = await open_ws(carol)  # not subscribed
+    await send(reader, {"type": "read", "topic": loud, "seq": 2})
+    assert await receive(bob_ws) == {
+        "type": "receipt",
+        "topic": loud,
+        "user_id": alice,
+        "seq": 2,
+    }
+    await assert_quiet(reader)  # the reading connection gets no copy
+    await assert_quiet(carol_ws)
+    # A non-member's read moves its position but sends no receipt.
+    await send(carol_ws, {"type": "read", "topic": loud, "seq": 3})
+    await assert_quiet(carol_ws)  # the read is done
+    await assert_quiet(bob_ws)
+    assert await database_sync_to_async(reading.unread)(carol, loud) == 0
 
 
 def test_receipts_list_each_senders_messages_once_in_order():
