@@ -331,22 +331,9 @@ async def _deliver(
             seq = seqs[user_id] = seqs.get(user_id, 0) + 1
         live = tuple(connections.get(user_id, ()))
         if live:
-            event_out = {
-                "type": "websocket.send",
-                "text": _dumps(
-                    {
-                        "type": "message",
-                        "id": message_id,
-                        "seq": seq,
-                        "event": event,
-                        "from": None,
-                        "to": user_id,
-                        "data": data,
-                        "timestamp": timestamp,
-                        "mentions": [],
-                    }
-                ),
-            }
+            event_out = _message_send(
+                message_id, seq, event, data, timestamp, to=user_id
+            )
             for send in live:
                 await send(event_out)
         recipients.append(
@@ -360,6 +347,32 @@ async def _deliver(
     return {"id": message_id, "recipients": recipients}
 
 
+def _message_send(
+    message_id: str,
+    seq: int | None,
+    event: str,
+    data: Any,
+    timestamp: str,
+    *,
+    to: str | None,
+    topic: str | None = None,
+) -> dict:
+    """One `message` frame (SPEC §3, plus `topic` for a topic, §8), encoded
+    once as the ASGI send event every recipient connection gets."""
+    frame = {
+        "type": "message",
+        "id": message_id,
+        "seq": seq,
+        "event": event,
+        "from": None,
+        "to": to,
+    }
+    if topic is not None:
+        frame["topic"] = topic
+    frame.update(data=data, timestamp=timestamp, mentions=[])
+    return {"type": "websocket.send", "text": _dumps(frame)}
+
+
 async def _deliver_topic(topic: str, event: str, data: Any, persist: bool) -> dict:
     """Number (the topic's seq), encode once and send one topic push to every
     subscribed connection; its reply entry (SPEC §8)."""
@@ -369,23 +382,9 @@ async def _deliver_topic(topic: str, event: str, data: Any, persist: bool) -> di
         seq = topic_seqs[topic] = topic_seqs.get(topic, 0) + 1
     live = tuple(subscribers.get(topic, ()))
     if live:
-        event_out = {
-            "type": "websocket.send",
-            "text": _dumps(
-                {
-                    "type": "message",
-                    "id": message_id,
-                    "seq": seq,
-                    "event": event,
-                    "from": None,
-                    "to": None,
-                    "topic": topic,
-                    "data": data,
-                    "timestamp": now_text(),
-                    "mentions": [],
-                }
-            ),
-        }
+        event_out = _message_send(
+            message_id, seq, event, data, now_text(), to=None, topic=topic
+        )
         for send in live:
             await send(event_out)
     return {
