@@ -15,6 +15,8 @@ EVENT_RE = re.compile(r"^[a-z][a-z0-9_.:-]{0,63}\Z")
 NAMESPACE_RE = re.compile(r"^[a-z][a-z0-9_-]{0,31}\Z")
 # \Z, not $: `$` also matches before a final "\n" ("room:42\n").
 TOPIC_NAME_RE = re.compile(r"^[A-Za-z0-9_.@=-][A-Za-z0-9_.:@=-]{0,127}\Z")
+# A streamed message's id, chosen by its sender (SPEC §9): part of a Redis key.
+STREAM_ID_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}\Z")
 # The namespace of personal streams (`user:<id>`): never a topic's.
 PERSONAL_NAMESPACE = "user"
 # `ns:*` in a token's `topics` grants every topic of the namespace.
@@ -27,6 +29,10 @@ def is_user_id(value: object) -> bool:
 
 def is_event_name(value: object) -> bool:
     return isinstance(value, str) and EVENT_RE.match(value) is not None
+
+
+def is_stream_id(value: object) -> bool:
+    return isinstance(value, str) and STREAM_ID_RE.match(value) is not None
 
 
 def is_topic_grant(value: object) -> bool:

@@ -18,8 +18,12 @@ same messages to the same channels and shards over a blocking client, so a
 request thread does not hand its publish to the event loop and wait for it
 (that round trip between threads cost more CPU than the publish itself).
 
-This relies on channels_redis 4.x internals (`_get_shard`, the shard's `_lock`,
-`_ensure_redis` and `_redis`; for the blocking path `_consistent_hash`,
+The stream parts of SPEC §9 are published by Lua scripts run on a group's
+shard (`eval_for_group`), which assign each part its index and publish it in
+one atomic step.
+
+This relies on channels_redis 4.x internals (`_get_shard`, `_shards`, the
+shard's `_lock`, `_ensure_redis` and `_redis`; for the blocking path `_consistent_hash`,
 `decode_hosts` and the `<prefix>__group__<group>` channel names);
 tests/integration/test_channel_layer.py checks the behaviour against a real
 Redis.
@@ -99,6 +103,48 @@ class GroupPubSubChannelLayer(RedisPubSubChannelLayer):
             )
         for shard, commands in by_shard.items():
             run_pipeline_blocking(self._blocking_client(shard), commands)
+
+    async def eval_for_group(
+        self, group: str, script: str, keys: list[str], args: list[Any]
+    ) -> Any:
+        """Run a Lua script on the Redis shard of `group`, with the group's
+        pub/sub channel as ARGV[1] before `args`: whatever it PUBLISHes there
+        reaches the group's members in script order. It shares the shard's
+        publish pipeline, so a script must return its errors as values."""
+        layer = self._get_layer()
+        channel = layer._get_group_channel_name(group)
+        (reply,) = await _publisher(layer._get_shard(channel)).execute(
+            [("EVAL", script, len(keys), *keys, channel, *args)]
+        )
+        return reply
+
+    def eval_for_group_blocking(
+        self, group: str, script: str, keys: list[str], args: list[Any]
+    ) -> Any:
+        """eval_for_group for a caller on a worker thread."""
+        channel = f"{self._prefix}__group__{group}"
+        shard = _consistent_hash(channel, len(self._hosts))
+        (reply,) = run_pipeline_blocking(
+            self._blocking_client(shard),
+            [("EVAL", script, len(keys), *keys, channel, *args)],
+        )
+        return reply
+
+    async def eval_on_every_shard(
+        self, script: str, keys: list[str], args: list[Any]
+    ) -> list[Any]:
+        """Run a Lua script once on each Redis shard (ARGV[1] is ""); the
+        replies in shard order."""
+        layer = self._get_layer()
+        replies = await asyncio.gather(
+            *(
+                _publisher(shard).execute(
+                    [("EVAL", script, len(keys), *keys, "", *args)]
+                )
+                for shard in layer._shards
+            )
+        )
+        return [reply for (reply,) in replies]
 
     def _blocking_client(self, shard: int):
         client = self._blocking_clients[shard]

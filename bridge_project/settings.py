@@ -198,6 +198,10 @@ BRIDGE_CLIENT_MESSAGES_PER_MINUTE = env_int(
 BRIDGE_CLIENT_SIGNALS_PER_MINUTE = env_int(
     "BRIDGE_CLIENT_SIGNALS_PER_MINUTE", 600, minimum=1
 )
+# SPEC §9 streamed messages: a stream with no part for this long is finished
+# by the server (`incomplete`); at most this many open per connection or key.
+BRIDGE_STREAM_IDLE_TIMEOUT = env_float("BRIDGE_STREAM_IDLE_TIMEOUT", 60.0, minimum=0.1)
+BRIDGE_MAX_OPEN_STREAMS = env_int("BRIDGE_MAX_OPEN_STREAMS", 10, minimum=1)
 # ping, pong and ack frames per connection per minute, counted in memory: cheap
 # frames get no Redis round trip each.
 BRIDGE_CLIENT_CONTROL_FRAMES_PER_MINUTE = env_int(

@@ -68,10 +68,13 @@ def message_frame(
     mentions: list[str],
     topic: str | None = None,
     recalled: bool = False,
+    stream_id: str | None = None,
+    incomplete: bool = False,
 ) -> dict[str, Any]:
     """SPEC §3; a topic message, and a bot's mention copy of one, add `topic`
     (§8): where it was published; a recalled one is a tombstone with
-    `"recalled": true` (§9)."""
+    `"recalled": true` (§9); a message sent in parts names its `stream_id`,
+    and `"incomplete": true` when the server finished it (§9)."""
     frame = {
         "type": "message",
         "id": message_id,
@@ -87,7 +90,70 @@ def message_frame(
         frame["topic"] = topic
     if recalled:
         frame["recalled"] = True
+    if stream_id is not None:
+        frame["stream_id"] = stream_id
+        if incomplete:
+            frame["incomplete"] = True
     return frame
+
+
+def stream_part_frame(
+    *,
+    message_id: str,
+    stream_id: str,
+    sender: str | None,
+    to: str | None,
+    topic: str | None,
+    index: int,
+    delta: str,
+) -> dict[str, Any]:
+    """SPEC §9: one part of a message sent in parts; live only."""
+    frame: dict[str, Any] = {
+        "type": "stream",
+        "id": message_id,
+        "stream_id": stream_id,
+        "from": sender,
+    }
+    if topic is not None:
+        frame["topic"] = topic
+    else:
+        frame["to"] = to
+    frame["index"] = index
+    frame["delta"] = delta
+    return frame
+
+
+# The two holes of an encoded stream part, filled in by Redis. Every field
+# before the index (type, id, stream_id, from, to or topic) is restricted to
+# characters that cannot spell either hole, so the first match is the hole.
+PART_ID_HOLE = "00000000-0000-0000-0000-00000000000a"
+_PART_INDEX_HOLE = "\x00index"
+_ENCODED_INDEX_HOLE = encode(_PART_INDEX_HOLE)
+
+
+def stream_part_template(
+    *, stream_id: str, sender: str | None, to: str | None, topic: str | None, delta: str
+) -> tuple[str, str, str]:
+    """stream_part_frame, encoded around its `id` and `index`: the text before
+    the id, between id and index, and after the index.
+
+    Redis fills both in (streams/stream_state.py): it assigns the index and
+    publishes the part in one script, so that parts sent to different
+    processes reach every subscriber in index order, and a stream's id is known
+    there only once its first part has arrived."""
+    frame = stream_part_frame(
+        message_id=PART_ID_HOLE,
+        stream_id=stream_id,
+        sender=sender,
+        to=to,
+        topic=topic,
+        index=0,
+        delta=delta,
+    )
+    frame["index"] = _PART_INDEX_HOLE
+    before_id, rest = encode(frame).split(PART_ID_HOLE, 1)
+    between, after_index = rest.split(_ENCODED_INDEX_HOLE, 1)
+    return before_id, between, after_index
 
 
 def recall_frame(*, message_id: str, topic: str | None) -> dict[str, Any]:

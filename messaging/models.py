@@ -64,6 +64,10 @@ class Message(models.Model):
     pushed_by_key = models.PositiveBigIntegerField(null=True, blank=True)
     # Set when recalled: the message is kept as a tombstone, data NULL.
     recalled_at = models.DateTimeField(null=True, blank=True)
+    # A message sent in parts (SPEC §9 streamed messages): the sender's
+    # stream id, and whether the server finished it for want of a final part.
+    stream_id = models.CharField(max_length=64, null=True, blank=True)  # noqa: DJ001
+    incomplete = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["-created_at"]

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from accounts.identifiers import is_event_name, is_user_id
+from accounts.identifiers import is_event_name, is_stream_id, is_user_id
 from bridge_project import strict_json
 from messaging.frames import MAX_SEQ, encode
 from messaging.streams.names import InvalidTopic, parse_topic
@@ -25,6 +25,7 @@ CLIENT_FRAME_TYPES = (
     "unsubscribe",
     "signal",
     "read",
+    "stream",
 )
 
 
@@ -61,6 +62,10 @@ class ClientFrame:
     since: int | None = None
     # `signal`: the event name (SPEC §9).
     event: str | None = None
+    # `stream`: a part of a message sent in parts (SPEC §9).
+    stream_id: str | None = None
+    delta: str | None = None
+    final: bool = False
 
 
 def parse_client_frame(text: str | None) -> ClientFrame:
@@ -91,6 +96,8 @@ def parse_client_frame(text: str | None) -> ClientFrame:
         return _parse_subscription(frame_type, payload, ref)
     if frame_type == "read":
         return _parse_read(payload, ref)
+    if frame_type == "stream":
+        return _parse_stream(payload, ref)
     if frame_type == "ack":
         seq = payload.get("seq")
         if not _is_seq(seq):
@@ -150,14 +157,7 @@ def _parse_signal(payload: dict[str, Any], ref: str | None) -> ClientFrame:
         )
     data = payload.get("data")
     if data is not None:
-        if not isinstance(data, dict):
-            raise FrameError("invalid_frame", "'data' must be an object", ref)
-        if len(encode(data).encode("utf-8")) > MAX_SIGNAL_DATA_BYTES:
-            raise FrameError(
-                "too_large",
-                f"'data' is over {MAX_SIGNAL_DATA_BYTES} bytes serialized",
-                ref,
-            )
+        _check_small_object(data, ref)
     to = payload.get("to")
     topic = payload.get("topic")
     if (to is None) == (topic is None):
@@ -169,6 +169,63 @@ def _parse_signal(payload: dict[str, Any], ref: str | None) -> ClientFrame:
     return ClientFrame(
         type="signal", ref=ref, event=event, data=data, topic=_topic(payload, ref)
     )
+
+
+def _parse_stream(payload: dict[str, Any], ref: str | None) -> ClientFrame:
+    """SPEC §9: `stream_id`, exactly one of `to` and `topic`, a `delta` (at
+    most MAX_TEXT_CHARS; empty only on the final part), and on the final part
+    an optional `data` object of at most MAX_SIGNAL_DATA_BYTES serialized."""
+    stream_id = payload.get("stream_id")
+    if not is_stream_id(stream_id):
+        raise FrameError(
+            "invalid_frame", "'stream_id' must match ^[A-Za-z0-9_.:-]{1,64}$", ref
+        )
+    final = payload.get("final", False)
+    if not isinstance(final, bool):
+        raise FrameError("invalid_frame", "'final' must be true or false", ref)
+    delta = payload.get("delta", "" if final else None)
+    if not isinstance(delta, str) or not (delta or final):
+        raise FrameError(
+            "invalid_frame", "'delta' must be a string, non-empty unless final", ref
+        )
+    if len(delta) > MAX_TEXT_CHARS:
+        raise FrameError(
+            "too_large", f"'delta' is over {MAX_TEXT_CHARS} characters", ref
+        )
+    data = payload.get("data")
+    if data is not None:
+        if not final:
+            raise FrameError("invalid_frame", "'data' goes with the final part", ref)
+        _check_small_object(data, ref)
+    to = payload.get("to")
+    topic = payload.get("topic")
+    if (to is None) == (topic is None):
+        raise FrameError("invalid_frame", "give exactly one of 'to' and 'topic'", ref)
+    if to is not None and not is_user_id(to):
+        raise FrameError("invalid_frame", "'to' must be a user id", ref)
+    return ClientFrame(
+        type="stream",
+        ref=ref,
+        stream_id=stream_id,
+        delta=delta,
+        final=final,
+        data=data,
+        to=to,
+        topic=None if topic is None else _topic(payload, ref),
+    )
+
+
+def _check_small_object(data: object, ref: str | None) -> None:
+    """A signal's or final part's `data`: an object of at most
+    MAX_SIGNAL_DATA_BYTES serialized."""
+    if not isinstance(data, dict):
+        raise FrameError("invalid_frame", "'data' must be an object", ref)
+    if len(encode(data).encode("utf-8")) > MAX_SIGNAL_DATA_BYTES:
+        raise FrameError(
+            "too_large",
+            f"'data' is over {MAX_SIGNAL_DATA_BYTES} bytes serialized",
+            ref,
+        )
 
 
 def _parse_read(payload: dict[str, Any], ref: str | None) -> ClientFrame:

@@ -19,7 +19,14 @@ from messaging.event_log import log_event
 from messaging.instance import INSTANCE_NAME
 from messaging.realtime import client_frames, ws_limits
 from messaging.realtime.client_frames import ClientFrame, FrameError
-from messaging.streams import delivery, publish, reading, signals, topics
+from messaging.streams import (
+    delivery,
+    publish,
+    reading,
+    signals,
+    streaming,
+    topics,
+)
 from messaging.streams.delivery import ClientMessage
 from messaging.streams.namespaces import NamespaceRules
 from messaging.streams.recipients import RoutingRefused
@@ -29,6 +36,15 @@ from messaging.ws_database import run_db
 logger = logging.getLogger(__name__)
 
 REFUSALS_BEFORE_CLOSE = 20
+# Streams whose rules this connection checked (BRIDGE_MAX_OPEN_STREAMS are
+# open at once; finished ones are forgotten, idle-finished ones linger).
+_STREAMS_REMEMBERED = 100
+_STREAM_REFUSALS = {
+    "stream_closed": "this stream has ended; start another with a new stream_id",
+    "stream_conflict": "this stream_id is open to another recipient",
+    "too_many_streams": "too many open streams; finish one first",
+    "too_large": "the stream's text would be over BRIDGE_MAX_MESSAGE_BYTES",
+}
 REFUSAL_WINDOW_SECONDS = 60.0
 
 
@@ -39,6 +55,9 @@ class FrameReceiver:
     # send a frame. `message` frames count per user in Redis (ws_limits).
     refusals: deque[float] | None = None
     control_frames: ConnectionWindow | None = None
+    # stream id -> target, for the streams this connection was allowed to
+    # send (SPEC §9): the rules are checked on a stream's first part only.
+    stream_targets: dict[str, tuple[str, str | None]] | None = None
 
     async def receive(self, text_data=None, bytes_data=None) -> None:
         if self.user_id is None:
@@ -139,6 +158,74 @@ class FrameReceiver:
             ) from None
         except (publish.LayerUnavailable, DatabaseError):
             raise FrameError("unavailable", "try again later", frame.ref) from None
+
+    async def on_stream(self, frame: ClientFrame) -> None:
+        """SPEC §9: a part of a message sent in parts, to a user or a topic
+        under the rules of a `message`; counted as a signal. Parts get no
+        reply; the final one an `ack` of the stored message."""
+        await ws_limits.count_client_signal(self.user_id, frame.ref)
+        to = await self._may_stream(frame)
+        part = streaming.StreamPart(
+            scope=f"c.{self.connection_id}",
+            stream_id=frame.stream_id,
+            sender=self.user_id,
+            to=to,
+            topic=frame.topic,
+            delta=frame.delta,
+            final=frame.final,
+            data=frame.data,
+            exclude=self.channel_name,
+        )
+        try:
+            accepted = await streaming.send_part(part)
+        except streaming.PartRefused as refused:
+            raise FrameError(
+                refused.code, _STREAM_REFUSALS[refused.code], frame.ref
+            ) from None
+        except (publish.LayerUnavailable, DatabaseError):
+            raise FrameError("unavailable", "try again later", frame.ref) from None
+        if not accepted.final:
+            return
+        self.stream_targets.pop(frame.stream_id, None)
+        receipt = accepted.receipt
+        if receipt is None:
+            return  # stored already, by the sweep of an idle stream
+        if receipt.topic is not None:
+            self.published(receipt.topic, receipt.topic_seq)
+        await self._send_frame(
+            frames.ack_frame(
+                ref=frame.ref,
+                message_id=receipt.message_id,
+                recipients=[r.user_id for r in receipt.recipients],
+                topic=receipt.topic,
+                seq=receipt.topic_seq,
+            )
+        )
+
+    async def _may_stream(self, frame: ClientFrame) -> str | None:
+        """The rules of a `message` to the same target, checked on a stream's
+        first part from this connection; returns the addressee's canonical
+        id (None for a topic)."""
+        asked = frame.topic or frame.to
+        if self.stream_targets is None:
+            self.stream_targets = {}
+        known = self.stream_targets.get(frame.stream_id)
+        if known is not None and known[0] == asked:
+            return known[1]
+        to = None
+        try:
+            if frame.topic is not None:
+                await self._may_publish(frame)
+            else:
+                to = await run_db(signals.may_address, self.user_id, frame.to)
+        except RoutingRefused as refused:
+            raise FrameError(refused.code, refused.message, frame.ref) from None
+        except DatabaseError:
+            raise FrameError("unavailable", "try again later", frame.ref) from None
+        if len(self.stream_targets) >= _STREAMS_REMEMBERED:
+            self.stream_targets.clear()  # idle-finished streams never said goodbye
+        self.stream_targets[frame.stream_id] = (asked, to)
+        return to
 
     async def on_read(self, frame: ClientFrame) -> None:
         """SPEC §9: move the user's read position forward; no reply. When it

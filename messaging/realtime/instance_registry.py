@@ -26,6 +26,7 @@ from redis.exceptions import RedisError
 
 from messaging import metrics, presence
 from messaging.instance import INSTANCE_NAME, STARTED_AT
+from messaging.realtime import stream_sweeper
 from messaging.realtime.heartbeat import local_connection_count
 
 logger = logging.getLogger(__name__)
@@ -121,11 +122,13 @@ def _unless_cancelled() -> None:
 
 
 class RegisteringApplication:
-    """An ASGI application that registers the instance on its first event."""
+    """An ASGI application that registers the instance on its first event,
+    and starts the process's sweep of idle streamed messages."""
 
     def __init__(self, application) -> None:
         self.application = application
 
     async def __call__(self, scope, receive, send):
         ensure_registered()
+        stream_sweeper.ensure_sweeping()
         return await self.application(scope, receive, send)

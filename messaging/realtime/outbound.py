@@ -77,7 +77,7 @@ class StreamSender:
         each stream's messages are sent in seq order."""
         if self.user_id is None or self.close_code is not None:
             return  # a refused handshake's groups, or closing: resume has it
-        seq = event["seq"]
+        seq = event.get("seq")  # absent from stream parts (packed by Redis)
         stream = event.get("stream") or (None if seq is None else self.stream)
         if stream is not None and self.cursor_of(stream) is None:
             return  # a topic this connection has just left

@@ -76,6 +76,10 @@ class PushRequest:
     topic: str | None = None
     # The API key that pushed it, which may recall it (SPEC §9).
     pushed_by_key: int | None = None
+    # A message sent in parts (SPEC §9): its stream id, and whether the server
+    # finished it for want of a final part (streams/streaming.py).
+    stream_id: str | None = None
+    incomplete: bool = False
 
 
 @dataclass(frozen=True)
@@ -107,7 +111,7 @@ def push_batch(
         fresh = [r for r in requests if r.idempotency_key not in replays]
         planned = [_plan(request) for request in fresh]
         if planned:
-            _refuse_while_redis_is_down()
+            refuse_while_redis_is_down_blocking()
         # A recorded reply is final, so keyed pushes count connections before
         # storing (one more round trip); others count while publishing.
         keyed = [
@@ -150,7 +154,7 @@ def push_batch(
     ]
 
 
-def _refuse_while_redis_is_down() -> None:
+def refuse_while_redis_is_down_blocking() -> None:
     """503 before storing anything: at once while the watch knows Redis is down
     (never a wait on a dead Redis per push), by asking where nothing watches.
     The circuit is read here, not through refuse_while_redis_is_down: a hop to
@@ -363,5 +367,61 @@ def _frame(plan, created_at, recipient, *, seq, mentions) -> str:
             created_at=created_at,
             mentions=list(mentions),
             topic=plan.request.topic,
+            stream_id=plan.request.stream_id,
+            incomplete=plan.request.incomplete,
         )
     )
+
+
+# --- messages sent in parts (SPEC §9; streams/streaming.py) ----------------------
+
+
+def plan_streamed(
+    *,
+    message_id: uuid.UUID,
+    sender: str | None,
+    event: str,
+    data: dict[str, Any],
+    to: str | None,
+    topic: str | None,
+    stream_id: str,
+    incomplete: bool,
+    persist: bool,
+    exclude: str = "",
+) -> Planned:
+    """The finished message of a stream, to one user or one topic: no mention
+    routing (docs/protocol.md), its id the one its parts carried."""
+    if topic is not None and _topic_is_live_only(topic):
+        persist = False
+    request = PushRequest(
+        targets=() if to is None else (to,),
+        event=event,
+        data=data,
+        sender=sender,
+        persist=persist,
+        topic=topic,
+        stream_id=stream_id,
+        incomplete=incomplete,
+    )
+    recipients = decide_recipients(targets=request.targets)
+    return Planned(request, message_id, recipients, exclude=exclude)
+
+
+def store_and_publish_blocking(plan: Planned) -> PushReceipt:
+    """Store a planned message (unless live-only) and send it; worker threads.
+    Raises DatabaseError (nothing stored) or LayerUnavailable (nothing stored
+    and nothing sent; a stored message goes out on catch-up instead)."""
+    created_at = _store([plan])
+    audience = _publish_after_commit_blocking(_events(plan, created_at), [plan])
+    metrics.messages_pushed_total.inc()
+    _count_topic_messages([plan])
+    return receipt_for(plan, audience)
+
+
+async def store_and_publish(plan: Planned) -> PushReceipt:
+    """store_and_publish_blocking for the event loop."""
+    created_at = await run_db(_store, [plan])
+    audience = await _publish_after_commit(_events(plan, created_at), [plan])
+    metrics.messages_pushed_total.inc()
+    _count_topic_messages([plan])
+    return receipt_for(plan, audience)

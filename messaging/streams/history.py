@@ -54,6 +54,8 @@ def stored_message_frame(entry: StreamEntry) -> dict:
         mentions=list(entry.mentions),
         topic=message.topic,
         recalled=message.recalled_at is not None,
+        stream_id=message.stream_id,
+        incomplete=message.incomplete,
     )
 
 

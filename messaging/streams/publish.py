@@ -62,6 +62,45 @@ def publish_blocking(outgoing: Sequence[Outgoing]) -> None:
     redis_health.circuit.close()
 
 
+async def run_script(group: str, script: str, keys: list[str], args: list) -> Any:
+    """Run a Lua script on `group`'s shard, which may PUBLISH to the group
+    (its channel is ARGV[1]): stream parts (streams/stream_state.py). Raises
+    LayerUnavailable past the deadline."""
+    redis_health.ensure_watching()
+    started_at = time.monotonic()
+    layer = get_channel_layer()
+    try:
+        async with asyncio.timeout(settings.BRIDGE_LAYER_TIMEOUT):
+            reply = await layer.eval_for_group(group, script, keys, args)
+    except (RedisError, OSError, TimeoutError) as exc:
+        raise _layer_failed(exc, started_at) from exc
+    redis_health.circuit.close()
+    return reply
+
+
+def run_script_blocking(group: str, script: str, keys: list[str], args: list) -> Any:
+    """run_script for a caller on a worker thread (the push view)."""
+    started_at = time.monotonic()
+    layer = get_channel_layer()
+    try:
+        reply = layer.eval_for_group_blocking(group, script, keys, args)
+    except (RedisError, OSError) as exc:
+        raise _layer_failed(exc, started_at) from exc
+    redis_health.circuit.close()
+    return reply
+
+
+async def run_script_on_every_shard(script: str, keys: list[str], args: list) -> list:
+    """Run a Lua script once on each shard of the layer (ARGV[1] is "")."""
+    started_at = time.monotonic()
+    layer = get_channel_layer()
+    try:
+        async with asyncio.timeout(settings.BRIDGE_LAYER_TIMEOUT):
+            return await layer.eval_on_every_shard(script, keys, args)
+    except (RedisError, OSError, TimeoutError) as exc:
+        raise _layer_failed(exc, started_at) from exc
+
+
 def _layer_failed(exc: BaseException, started_at: float) -> LayerUnavailable:
     redis_health.circuit.trip(started_at)
     logger.warning("channel layer unavailable: %s", type(exc).__name__)

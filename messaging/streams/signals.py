@@ -53,6 +53,17 @@ async def send_signal(signal: ClientSignal) -> str:
     return target
 
 
+def may_address(sender: str, to: str) -> str:
+    """Whom `sender` reaches with a signal or a streamed message sent `to`
+    (the rules of a `message` frame's `to`, SPEC §9); raises RoutingRefused."""
+    return signal_recipient(
+        sender=sender,
+        sender_is_public=selectors.is_public_account(sender),
+        to=to,
+        to_public_handle=selectors.canonical_handle(to),
+    )
+
+
 def _route(signal: ClientSignal) -> tuple[Outgoing, str]:
     """The one layer event carrying the signal, and where it goes."""
     if signal.topic is not None:
@@ -74,12 +85,7 @@ def _route(signal: ClientSignal) -> tuple[Outgoing, str]:
         )
         return Outgoing(stream_group(signal.topic), event), signal.topic
     assert signal.to is not None
-    recipient = signal_recipient(
-        sender=signal.sender,
-        sender_is_public=selectors.is_public_account(signal.sender),
-        to=signal.to,
-        to_public_handle=selectors.canonical_handle(signal.to),
-    )
+    recipient = may_address(signal.sender, signal.to)
     frame = frames.signal_frame(
         event=signal.event, data=signal.data, sender=signal.sender, to=recipient
     )

@@ -179,7 +179,17 @@ def save_messages(durable: list[Planned], created_at) -> None:
             entries.append((plan.message_id, stream, seq, list(mentions)))
     insert_rows(
         Message,
-        ("id", "event", "sender", "data", "topic", "created_at", "pushed_by_key"),
+        (
+            "id",
+            "event",
+            "sender",
+            "data",
+            "topic",
+            "created_at",
+            "pushed_by_key",
+            "stream_id",
+            "incomplete",
+        ),
         [
             (
                 plan.message_id,
@@ -189,6 +199,8 @@ def save_messages(durable: list[Planned], created_at) -> None:
                 plan.request.topic,
                 created_at,
                 plan.request.pushed_by_key,
+                plan.request.stream_id,
+                plan.request.incomplete,
             )
             for plan in durable
         ],
