@@ -10,7 +10,7 @@ from django.conf import settings
 from django.core.validators import RegexValidator
 from rest_framework import serializers
 
-from accounts.identifiers import EVENT_RE
+from accounts.identifiers import EVENT_RE, STREAM_ID_RE
 from bridge_project.api_fields import (
     ParsedJSONField,
     StrictBooleanField,
@@ -51,6 +51,20 @@ class PushSerializer(serializers.Serializer):
     idempotency_key = StrictCharField(
         required=False, min_length=1, max_length=128, trim_whitespace=False
     )
+    # SPEC §9: a part of a message sent in parts, instead of data/message.
+    stream_id = StrictCharField(
+        required=False,
+        trim_whitespace=False,
+        validators=[
+            RegexValidator(
+                STREAM_ID_RE,
+                message="Must match ^[A-Za-z0-9_.:-]{1,64}$.",
+                code="invalid_stream_id",
+            )
+        ],
+    )
+    delta = StrictCharField(required=False, allow_blank=True, trim_whitespace=False)
+    final = StrictBooleanField(required=False)
 
     def to_internal_value(self, data: Any) -> dict[str, Any]:
         _require_known_fields(self, data, "A push")
@@ -75,40 +89,27 @@ class PushSerializer(serializers.Serializer):
         if attrs.get("broadcast") is True:
             given.append("broadcast")
         if len(given) != 1:
-            raise serializers.ValidationError(
-                {
-                    "non_field_errors": [
-                        serializers.ErrorDetail(
-                            "Give exactly one of user_id, user_ids, topic or "
-                            "broadcast: true.",
-                            "target",
-                        )
-                    ]
-                }
+            raise _invalid(
+                "non_field_errors",
+                "Give exactly one of user_id, user_ids, topic or broadcast: true.",
+                "target",
             )
+        if "stream_id" in attrs:
+            return _validate_stream_part(attrs, has_data="data" in self.initial_data)
+        for name in ("delta", "final"):
+            if name in attrs:
+                raise _invalid(name, "Goes with stream_id (SPEC §9).", "stream_only")
         has_data = "data" in self.initial_data
         if has_data == ("message" in attrs):
-            raise serializers.ValidationError(
-                {
-                    "non_field_errors": [
-                        serializers.ErrorDetail(
-                            "Give exactly one of data or message.", "payload"
-                        )
-                    ]
-                }
+            raise _invalid(
+                "non_field_errors", "Give exactly one of data or message.", "payload"
             )
         payload = attrs.get("data") if has_data else {"text": attrs["message"]}
         limit = settings.BRIDGE_MAX_MESSAGE_BYTES
         if _encoded_size(payload) > limit:
             field = "data" if has_data else "message"
-            raise serializers.ValidationError(
-                {
-                    field: [
-                        serializers.ErrorDetail(
-                            f"Serialized, this is over {limit} bytes.", "too_large"
-                        )
-                    ]
-                }
+            raise _invalid(
+                field, f"Serialized, this is over {limit} bytes.", "too_large"
             )
         attrs["payload"] = payload
         return attrs
@@ -123,6 +124,43 @@ class PushSerializer(serializers.Serializer):
         serializer's fields per instance, which cost more than validating."""
         self.initial_data = data
         return self.run_validation(data)
+
+
+def _invalid(field: str, message: str, code: str) -> serializers.ValidationError:
+    return serializers.ValidationError(
+        {field: [serializers.ErrorDetail(message, code)]}
+    )
+
+
+def _validate_stream_part(attrs: dict[str, Any], *, has_data: bool) -> dict[str, Any]:
+    """SPEC §9 over HTTP: `stream_id` and `delta` (and `final: true` on the
+    last part, which may add `data` fields), to one user_id or one topic."""
+    if "user_ids" in attrs or "broadcast" in attrs:
+        raise _invalid(
+            "non_field_errors",
+            "A streamed message goes to one user_id or one topic.",
+            "target",
+        )
+    if "message" in attrs:
+        raise _invalid("message", "A stream part carries delta instead.", "payload")
+    if "idempotency_key" in attrs:
+        raise _invalid(
+            "idempotency_key", "Stream parts cannot be replayed.", "stream_part"
+        )
+    final = attrs.get("final") is True
+    delta = attrs.setdefault("delta", "" if final else None)
+    if not delta and not final:
+        raise _invalid("delta", "A part that is not final needs a delta.", "required")
+    limit = settings.BRIDGE_MAX_MESSAGE_BYTES
+    if len(delta.encode("utf-8")) > limit:
+        raise _invalid("delta", f"Over {limit} bytes.", "too_large")
+    data = attrs.get("data") if has_data else None
+    if has_data and not (final and isinstance(data, dict)):
+        raise _invalid("data", "Only the final part may add data: an object.", "data")
+    if data is not None and _encoded_size(data) > limit:
+        raise _invalid("data", f"Serialized, this is over {limit} bytes.", "too_large")
+    attrs["final"] = final
+    return attrs
 
 
 def push_request_from(attrs: dict[str, Any]) -> PushRequest:
@@ -192,9 +230,20 @@ class BatchSerializer(serializers.Serializer):
         validated, errors = [], {}
         for index, item in enumerate(items):
             try:
-                validated.append(item_serializer.validate_item(item))
+                attrs = item_serializer.validate_item(item)
             except serializers.ValidationError as exc:
                 errors[str(index)] = serializers.as_serializer_error(exc)
+                continue
+            if "stream_id" in attrs:
+                errors[str(index)] = {
+                    "stream_id": [
+                        serializers.ErrorDetail(
+                            "Stream parts go to POST /sse/push, one per request.",
+                            "stream_part",
+                        )
+                    ]
+                }
+            validated.append(attrs)
         seen: dict[str, int] = {}
         for index, attrs in enumerate(validated):
             key = attrs.get("idempotency_key")
@@ -244,6 +293,15 @@ class PushReplySerializer(serializers.Serializer):
     )
     subscribers = serializers.IntegerField(
         required=False, help_text="Live subscriptions to the topic, cluster-wide."
+    )
+    stream_id = serializers.CharField(
+        required=False, help_text="A part of a message sent in parts (SPEC §9)."
+    )
+    index = serializers.IntegerField(
+        required=False, allow_null=True, help_text="The part's index; null: no delta."
+    )
+    final = serializers.BooleanField(
+        required=False, help_text="The message was stored (its seq is in the reply)."
     )
 
 

@@ -25,6 +25,7 @@ from rest_framework.views import APIView
 from accounts.authentication import caller_may, requires
 from bridge_project.api_errors import ServiceUnavailable
 from messaging import metrics
+from messaging.api import stream_push
 from messaging.api.serializers import (
     BatchReplySerializer,
     BatchSerializer,
@@ -46,6 +47,14 @@ class PushView(APIView):
     def post(self, request: Request) -> Response:
         started = time.perf_counter()
         attrs = validate_push(json_body(request))
+        if "stream_id" in attrs:
+            (part_of,) = authorize(request, [stream_push.addressing(attrs)])
+            refusal = unknown_namespace(part_of)
+            if refusal is not None:
+                raise NotFound(refusal)
+            return stream_push.push_stream_part(
+                attrs, sender=part_of.sender, scope=_caller_scope(request)
+            )
         push = push_request_from(attrs)
         refusal = unknown_namespace(push)
         if refusal is not None:

@@ -39,12 +39,6 @@ REFUSALS_BEFORE_CLOSE = 20
 # Streams whose rules this connection checked (BRIDGE_MAX_OPEN_STREAMS are
 # open at once; finished ones are forgotten, idle-finished ones linger).
 _STREAMS_REMEMBERED = 100
-_STREAM_REFUSALS = {
-    "stream_closed": "this stream has ended; start another with a new stream_id",
-    "stream_conflict": "this stream_id is open to another recipient",
-    "too_many_streams": "too many open streams; finish one first",
-    "too_large": "the stream's text would be over BRIDGE_MAX_MESSAGE_BYTES",
-}
 REFUSAL_WINDOW_SECONDS = 60.0
 
 
@@ -179,9 +173,7 @@ class FrameReceiver:
         try:
             accepted = await streaming.send_part(part)
         except streaming.PartRefused as refused:
-            raise FrameError(
-                refused.code, _STREAM_REFUSALS[refused.code], frame.ref
-            ) from None
+            raise FrameError(refused.code, refused.message, frame.ref) from None
         except (publish.LayerUnavailable, DatabaseError):
             raise FrameError("unavailable", "try again later", frame.ref) from None
         if not accepted.final:

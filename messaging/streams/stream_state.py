@@ -146,12 +146,21 @@ return 1
 """
 
 
+_REFUSALS = {
+    "stream_closed": "this stream has ended; start another with a new stream_id",
+    "stream_conflict": "this stream_id is open to another recipient",
+    "too_many_streams": "too many open streams; finish one first",
+    "too_large": "the stream's text would be over BRIDGE_MAX_MESSAGE_BYTES",
+}
+
+
 class PartRefused(Exception):
     """A part that is not taken; `code` is the frame's or reply's error code."""
 
     def __init__(self, code: str) -> None:
-        super().__init__(code)
         self.code = code
+        self.message = _REFUSALS[code]
+        super().__init__(self.message)
 
 
 @dataclass(frozen=True)
