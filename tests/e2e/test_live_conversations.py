@@ -45,11 +45,18 @@ NAMESPACES = {
 KEYS = """
 import json
 from accounts.keys import api_key_create
+from accounts.models import PublicAccount
 print(json.dumps({
     "ops": api_key_create(name="ops", service="ops", permissions={"ops"}).raw,
     "push": api_key_create(name="push", service="ci", permissions={"push"}).raw,
     "other_push": api_key_create(
         name="other", service="deploys", permissions={"push"}
+    ).raw,
+    "bot": api_key_create(
+        name="bot", account=PublicAccount.objects.get(handle="live_bot")
+    ).raw,
+    "ci_bot": api_key_create(
+        name="ci", account=PublicAccount.objects.get(handle="ci_bot")
     ).raw,
 }))
 """
@@ -618,3 +625,80 @@ async def test_topic_history_with_a_user_token_pages_both_ways_where_it_may_subs
     await add_member(http, side, members, ann)
     member_page = await get_json(http, url(members), token)
     assert [m["data"] for m in member_page["messages"]] == ["members only"]
+
+
+async def test_refused_signals_answer_with_their_code_and_reach_nobody(
+    side: Side, http, sockets
+):
+    room, ann = topic("chat"), fresh_user_id("ann")
+    sender, _ = await side.connect(side.a, ann)
+    watcher, _ = await side.connect(side.b, fresh_user_id("w"))
+    bot, _ = await side.connect(side.b, BOT)
+    sockets += [sender, watcher, bot]
+    await subscribe(watcher, room)
+
+    refusals = [
+        # `client_publish: subscribers`, and this connection is not one.
+        ({"topic": room}, "forbidden"),
+        ({"topic": "nope:x"}, "not_found"),
+        ({"topic": room, "to": BOT}, "invalid_frame"),
+        ({"to": ann}, "no_recipient"),
+        ({"to": BOT, "data": {"text": "x" * 4096}}, "too_large"),
+        ({"to": BOT, "data": "not an object"}, "invalid_frame"),
+    ]
+    for n, (fields, code) in enumerate(refusals):
+        await sender.send(
+            {"type": "signal", "event": "typing", "ref": f"r{n}", **fields}
+        )
+        refused = await sender.receive_type("error")
+        assert (refused["code"], refused["ref"]) == (code, f"r{n}"), fields
+    # A bot's handle in any case reaches the bot, named canonically.
+    await sender.send({"type": "signal", "event": "typing", "to": BOT.upper()})
+    assert (await bot.receive_type("signal"))["to"] == BOT
+    # Nothing refused went anywhere: the watcher's next frame is a push.
+    pushed = await push(http, side, side.a, topic=room, data="after")
+    assert (await receive_messages(watcher, 1))[0]["id"] == pushed["id"]
+
+
+async def test_the_bot_that_sent_a_message_recalls_it_and_no_other_bot_may(
+    token_side: Side, http, sockets
+):
+    side = token_side
+    ann = fresh_user_id("ann")
+    # A bot connects with one of its API keys as its token (SPEC §4).
+    bot = await Client.connect(f"{side.b.ws}/ws?token={side.keys['bot']}")
+    assert (await bot.receive())["user_id"] == BOT
+    reader, _ = await side.connect(side.a, ann)
+    sockets += [bot, reader]
+    sent = await bot_message(bot, ann, "oops")
+    assert (await receive_messages(reader, 1))[0]["id"] == sent
+    url = f"{side.a.http}/api/messages/{sent}"
+
+    other_bot = await http.delete(url, headers=side.headers("ci_bot"))
+    assert other_bot.status_code == 403, other_bot.text
+    assert other_bot.json()["error"] == "permission_denied"
+    pusher = await http.delete(url, headers=side.headers("push"))
+    assert pusher.status_code == 403, pusher.text
+    own = await http.delete(url, headers=side.headers("bot"))
+    assert own.json() == {"id": sent, "recalled": True}
+    assert await reader.receive_type("recall") == {"type": "recall", "id": sent}
+    (tombstone,) = (
+        await get_json(http, f"{side.b.http}/api/me/messages", side.user_headers(ann))
+    )["messages"]
+    assert (tombstone["id"], tombstone["data"], tombstone["recalled"]) == (
+        sent,
+        None,
+        True,
+    )
+
+
+async def test_the_me_apis_need_a_user(side: Side, http):
+    for path in ("messages", "unread"):
+        reply = await http.get(f"{side.a.http}/api/me/{path}")
+        if side.mode == "token":
+            assert reply.status_code == 401, reply.text
+            assert reply.json()["error"] == "not_authenticated"
+        else:
+            # Open mode trusts `user_id`, and needs it.
+            assert reply.status_code == 400, reply.text
+            assert "user_id" in reply.json()["detail"]
