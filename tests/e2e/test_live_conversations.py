@@ -702,3 +702,35 @@ async def test_the_me_apis_need_a_user(side: Side, http):
             # Open mode trusts `user_id`, and needs it.
             assert reply.status_code == 400, reply.text
             assert "user_id" in reply.json()["detail"]
+
+
+async def test_a_topic_reset_clears_unread_and_keeps_the_read_position(
+    token_side: Side, http, sockets
+):
+    side = token_side
+    room, ann = topic("room"), fresh_user_id("ann")
+    await add_member(http, side, room, ann)
+    for n in range(3):
+        await push(http, side, side.a, topic=room, data=n)
+    reader, _ = await side.connect(side.a, ann)
+    sync, _ = await side.connect(side.b, ann)
+    sockets += [reader, sync]
+    await subscribe(reader, room)
+    await reader.send({"type": "read", "topic": room, "seq": 2})
+    assert (await sync.receive_type("read"))["seq"] == 2
+
+    reset = await http.post(
+        f"{side.b.http}/api/topics/{room}/reset", headers=side.headers()
+    )
+    assert reset.json() == {"deleted": 3}
+    assert (await reader.receive_type("unsubscribed"))["reason"] == "reset"
+    again = await subscribe(reader, room)
+    assert (again["seq"], again["read_seq"], again["unread"]) == (0, 2, 0)
+    # seq keeps counting; the read position stays where it was.
+    pushed = await push(http, side, side.b, topic=room, data="new")
+    assert pushed["seq"] == 4
+    assert (await receive_messages(reader, 1))[0]["id"] == pushed["id"]
+    unread = await get_json(
+        http, f"{side.a.http}/api/me/unread", side.user_headers(ann)
+    )
+    assert unread["topics"] == [{"topic": room, "read_seq": 2, "unread": 1}]
