@@ -52,6 +52,9 @@ print(json.dumps({
     "other_push": api_key_create(
         name="other", service="deploys", permissions={"push"}
     ).raw,
+    "sender": api_key_create(
+        name="crm", service="crm", permissions={"push", "sender"}
+    ).raw,
     "bot": api_key_create(
         name="bot", account=PublicAccount.objects.get(handle="live_bot")
     ).raw,
@@ -371,6 +374,50 @@ async def test_reading_a_bots_messages_sends_the_bot_a_receipt_on_the_other_inst
     await reader.send({"type": "read", "seq": 4})
     receipt = await bot.receive_type("receipt")
     assert (receipt["message_ids"], receipt["seq"]) == ([third], 4)
+
+
+async def test_each_sender_gets_a_receipt_for_its_own_messages_only(
+    side: Side, http, sockets
+):
+    ann, bob = fresh_user_id("ann"), fresh_user_id("bob")
+    room = topic("room")
+    await add_member(http, side, room, bob)
+    reader, _ = await side.connect(side.b, ann)
+    sender, _ = await side.connect(side.a, bob)
+    bot, _ = await side.connect(side.a, BOT)
+    sockets += [reader, sender, bot]
+    # A push naming bob as its sender (a key with `sender`), and a bot's message.
+    reply = await http.post(
+        f"{side.a.http}/sse/push",
+        json={"user_id": ann, "sender": bob, "data": "from bob"},
+        headers=side.headers("sender"),
+    )
+    assert reply.status_code == 202, reply.text
+    from_bot = await bot_message(bot, ann, "from the bot")
+    got = await receive_messages(reader, 2)
+    assert [m["from"] for m in got] == [bob, BOT]
+
+    await reader.send({"type": "read", "seq": 2})
+    expected = {"type": "receipt", "user_id": ann, "seq": 2}
+    assert await sender.receive_type("receipt") == {
+        **expected,
+        "message_ids": [reply.json()["id"]],
+    }
+    assert await bot.receive_type("receipt") == {**expected, "message_ids": [from_bot]}
+
+    # A bot reads too: bob's mention of it in a topic made it a personal copy.
+    await sender.send({"type": "message", "topic": room, "text": f"hi @{BOT}"})
+    ack = await sender.receive_type("ack")
+    assert ack["recipients"] == [BOT]
+    copy = (await receive_messages(bot, 1))[0]
+    assert (copy["id"], copy["from"], copy["topic"]) == (ack["id"], bob, room)
+    await bot.send({"type": "read", "seq": copy["seq"]})
+    assert await sender.receive_type("receipt") == {
+        "type": "receipt",
+        "user_id": BOT,
+        "message_ids": [ack["id"]],
+        "seq": copy["seq"],
+    }
 
 
 async def test_a_topic_read_syncs_with_its_topic_and_members_send_receipts(
@@ -698,6 +745,12 @@ async def test_the_me_apis_need_a_user(side: Side, http):
         if side.mode == "token":
             assert reply.status_code == 401, reply.text
             assert reply.json()["error"] == "not_authenticated"
+            # A key is not a user, even an `ops` one.
+            as_key = await http.get(
+                f"{side.a.http}/api/me/{path}", headers=side.headers()
+            )
+            assert as_key.status_code == 403, as_key.text
+            assert as_key.json()["error"] == "permission_denied"
         else:
             # Open mode trusts `user_id`, and needs it.
             assert reply.status_code == 400, reply.text
