@@ -1,6 +1,8 @@
 """Live conversations from outside (SPEC §9): signals, read positions,
-receipts, unread counts, history for users and recall refusals, through two
-real daphne processes sharing a real Redis, in open and in token mode.
+receipts, unread counts (after pushes, reads, a purge and a topic reset),
+history for users, and who may recall, through two real daphne processes
+sharing a real Redis, in open mode and in token mode (the tests taking `side`
+run in both).
 
 No sleeps: where a test shows that something did *not* arrive, it sends a
 sentinel afterwards on the same path (a push to the same group, a later read)
@@ -267,6 +269,39 @@ async def test_a_signal_to_a_bot_reaches_it_on_the_other_instance_and_is_not_kep
         assert [m for m in history["messages"] if m["from"] in (ann, BOT)] == []
 
 
+async def test_refused_signals_answer_with_their_code_and_reach_nobody(
+    side: Side, http, sockets
+):
+    room, ann = topic("chat"), fresh_user_id("ann")
+    sender, _ = await side.connect(side.a, ann)
+    watcher, _ = await side.connect(side.b, fresh_user_id("w"))
+    bot, _ = await side.connect(side.b, BOT)
+    sockets += [sender, watcher, bot]
+    await subscribe(watcher, room)
+
+    refusals = [
+        # `client_publish: subscribers`, and this connection is not one.
+        ({"topic": room}, "forbidden"),
+        ({"topic": "nope:x"}, "not_found"),
+        ({"topic": room, "to": BOT}, "invalid_frame"),
+        ({"to": ann}, "no_recipient"),
+        ({"to": BOT, "data": {"text": "x" * 4096}}, "too_large"),
+        ({"to": BOT, "data": "not an object"}, "invalid_frame"),
+    ]
+    for n, (fields, code) in enumerate(refusals):
+        await sender.send(
+            {"type": "signal", "event": "typing", "ref": f"r{n}", **fields}
+        )
+        refused = await sender.receive_type("error")
+        assert (refused["code"], refused["ref"]) == (code, f"r{n}"), fields
+    # A bot's handle in any case reaches the bot, named canonically.
+    await sender.send({"type": "signal", "event": "typing", "to": BOT.upper()})
+    assert (await bot.receive_type("signal"))["to"] == BOT
+    # Nothing refused went anywhere: the watcher's next frame is a push.
+    pushed = await push(http, side, side.a, topic=room, data="after")
+    assert (await receive_messages(watcher, 1))[0]["id"] == pushed["id"]
+
+
 async def test_signal_flooding_is_limited_per_user_across_reconnects_and_instances(
     token_side: Side, sockets
 ):
@@ -307,7 +342,7 @@ async def test_signal_flooding_is_limited_per_user_across_reconnects_and_instanc
     assert message["id"] == pushed["id"]
 
 
-# --- Read positions and receipts ---------------------------------------------
+# --- Read positions, receipts, unread ----------------------------------------
 
 
 async def test_a_personal_read_syncs_to_the_other_instance_and_only_moves_forward(
@@ -546,7 +581,36 @@ async def test_read_counts_follow_pushes_reads_and_a_purge_and_both_apis_agree(
     assert await counts() == ((3, 1), (1, 2))
 
 
-# --- Error paths ---------------------------------------------------------------
+async def test_a_topic_reset_clears_unread_and_keeps_the_read_position(
+    token_side: Side, http, sockets
+):
+    side = token_side
+    room, ann = topic("room"), fresh_user_id("ann")
+    await add_member(http, side, room, ann)
+    for n in range(3):
+        await push(http, side, side.a, topic=room, data=n)
+    reader, _ = await side.connect(side.a, ann)
+    sync, _ = await side.connect(side.b, ann)
+    sockets += [reader, sync]
+    await subscribe(reader, room)
+    await reader.send({"type": "read", "topic": room, "seq": 2})
+    assert (await sync.receive_type("read"))["seq"] == 2
+
+    reset = await http.post(
+        f"{side.b.http}/api/topics/{room}/reset", headers=side.headers()
+    )
+    assert reset.json() == {"deleted": 3}
+    assert (await reader.receive_type("unsubscribed"))["reason"] == "reset"
+    again = await subscribe(reader, room)
+    assert (again["seq"], again["read_seq"], again["unread"]) == (0, 2, 0)
+    # seq keeps counting; the read position stays where it was.
+    pushed = await push(http, side, side.b, topic=room, data="new")
+    assert pushed["seq"] == 4
+    assert (await receive_messages(reader, 1))[0]["id"] == pushed["id"]
+    unread = await get_json(
+        http, f"{side.a.http}/api/me/unread", side.user_headers(ann)
+    )
+    assert unread["topics"] == [{"topic": room, "read_seq": 2, "unread": 1}]
 
 
 async def test_refused_reads_answer_with_their_code_ref_and_topic(side: Side, sockets):
@@ -572,30 +636,7 @@ async def test_refused_reads_answer_with_their_code_ref_and_topic(side: Side, so
     assert (await client.receive_type("pong"))["type"] == "pong"
 
 
-async def test_recalling_someone_elses_message_is_a_403_in_the_error_shape(
-    token_side: Side, http
-):
-    side = token_side
-    ann = fresh_user_id("ann")
-    pushed = await push(http, side, side.a, user_id=ann, data="mine")
-    url = f"{side.b.http}/api/messages/{pushed['id']}"
-
-    foreign = await http.delete(url, headers=side.headers("other_push"))
-    assert foreign.status_code == 403
-    body = foreign.json()
-    assert body["error"] == "permission_denied" and body["message"], body
-    assert isinstance(body["detail"], dict)
-    # A user token is not a key and recalls nothing.
-    as_user = await http.delete(url, headers=side.user_headers(ann))
-    assert as_user.status_code in (401, 403), as_user.text
-    assert as_user.json()["error"] in ("not_authenticated", "permission_denied")
-    history = await get_json(
-        http, f"{side.a.http}/api/users/{ann}/messages", side.headers()
-    )
-    assert history["messages"][0]["data"] == "mine"
-    # The key that pushed it may.
-    own = await http.delete(url, headers=side.headers("push"))
-    assert own.json() == {"id": pushed["id"], "recalled": True}
+# --- History for users, recall -----------------------------------------------
 
 
 async def test_a_token_reads_only_its_own_personal_history(token_side: Side, http):
@@ -624,6 +665,24 @@ async def test_a_token_reads_only_its_own_personal_history(token_side: Side, htt
     assert anonymous.json()["error"] == "not_authenticated"
     bad_token = await http.get(url, headers={"Authorization": "Bearer not-a-token"})
     assert bad_token.status_code == 401, bad_token.text
+
+
+async def test_the_me_apis_need_a_user(side: Side, http):
+    for path in ("messages", "unread"):
+        reply = await http.get(f"{side.a.http}/api/me/{path}")
+        if side.mode == "token":
+            assert reply.status_code == 401, reply.text
+            assert reply.json()["error"] == "not_authenticated"
+            # A key is not a user, even an `ops` one.
+            as_key = await http.get(
+                f"{side.a.http}/api/me/{path}", headers=side.headers()
+            )
+            assert as_key.status_code == 403, as_key.text
+            assert as_key.json()["error"] == "permission_denied"
+        else:
+            # Open mode trusts `user_id`, and needs it.
+            assert reply.status_code == 400, reply.text
+            assert "user_id" in reply.json()["detail"]
 
 
 async def test_topic_history_with_a_user_token_pages_both_ways_where_it_may_subscribe(
@@ -674,37 +733,30 @@ async def test_topic_history_with_a_user_token_pages_both_ways_where_it_may_subs
     assert [m["data"] for m in member_page["messages"]] == ["members only"]
 
 
-async def test_refused_signals_answer_with_their_code_and_reach_nobody(
-    side: Side, http, sockets
+async def test_recalling_someone_elses_message_is_a_403_in_the_error_shape(
+    token_side: Side, http
 ):
-    room, ann = topic("chat"), fresh_user_id("ann")
-    sender, _ = await side.connect(side.a, ann)
-    watcher, _ = await side.connect(side.b, fresh_user_id("w"))
-    bot, _ = await side.connect(side.b, BOT)
-    sockets += [sender, watcher, bot]
-    await subscribe(watcher, room)
+    side = token_side
+    ann = fresh_user_id("ann")
+    pushed = await push(http, side, side.a, user_id=ann, data="mine")
+    url = f"{side.b.http}/api/messages/{pushed['id']}"
 
-    refusals = [
-        # `client_publish: subscribers`, and this connection is not one.
-        ({"topic": room}, "forbidden"),
-        ({"topic": "nope:x"}, "not_found"),
-        ({"topic": room, "to": BOT}, "invalid_frame"),
-        ({"to": ann}, "no_recipient"),
-        ({"to": BOT, "data": {"text": "x" * 4096}}, "too_large"),
-        ({"to": BOT, "data": "not an object"}, "invalid_frame"),
-    ]
-    for n, (fields, code) in enumerate(refusals):
-        await sender.send(
-            {"type": "signal", "event": "typing", "ref": f"r{n}", **fields}
-        )
-        refused = await sender.receive_type("error")
-        assert (refused["code"], refused["ref"]) == (code, f"r{n}"), fields
-    # A bot's handle in any case reaches the bot, named canonically.
-    await sender.send({"type": "signal", "event": "typing", "to": BOT.upper()})
-    assert (await bot.receive_type("signal"))["to"] == BOT
-    # Nothing refused went anywhere: the watcher's next frame is a push.
-    pushed = await push(http, side, side.a, topic=room, data="after")
-    assert (await receive_messages(watcher, 1))[0]["id"] == pushed["id"]
+    foreign = await http.delete(url, headers=side.headers("other_push"))
+    assert foreign.status_code == 403
+    body = foreign.json()
+    assert body["error"] == "permission_denied" and body["message"], body
+    assert isinstance(body["detail"], dict)
+    # A user token is not a key and recalls nothing.
+    as_user = await http.delete(url, headers=side.user_headers(ann))
+    assert as_user.status_code in (401, 403), as_user.text
+    assert as_user.json()["error"] in ("not_authenticated", "permission_denied")
+    history = await get_json(
+        http, f"{side.a.http}/api/users/{ann}/messages", side.headers()
+    )
+    assert history["messages"][0]["data"] == "mine"
+    # The key that pushed it may.
+    own = await http.delete(url, headers=side.headers("push"))
+    assert own.json() == {"id": pushed["id"], "recalled": True}
 
 
 async def test_the_bot_that_sent_a_message_recalls_it_and_no_other_bot_may(
@@ -737,53 +789,3 @@ async def test_the_bot_that_sent_a_message_recalls_it_and_no_other_bot_may(
         None,
         True,
     )
-
-
-async def test_the_me_apis_need_a_user(side: Side, http):
-    for path in ("messages", "unread"):
-        reply = await http.get(f"{side.a.http}/api/me/{path}")
-        if side.mode == "token":
-            assert reply.status_code == 401, reply.text
-            assert reply.json()["error"] == "not_authenticated"
-            # A key is not a user, even an `ops` one.
-            as_key = await http.get(
-                f"{side.a.http}/api/me/{path}", headers=side.headers()
-            )
-            assert as_key.status_code == 403, as_key.text
-            assert as_key.json()["error"] == "permission_denied"
-        else:
-            # Open mode trusts `user_id`, and needs it.
-            assert reply.status_code == 400, reply.text
-            assert "user_id" in reply.json()["detail"]
-
-
-async def test_a_topic_reset_clears_unread_and_keeps_the_read_position(
-    token_side: Side, http, sockets
-):
-    side = token_side
-    room, ann = topic("room"), fresh_user_id("ann")
-    await add_member(http, side, room, ann)
-    for n in range(3):
-        await push(http, side, side.a, topic=room, data=n)
-    reader, _ = await side.connect(side.a, ann)
-    sync, _ = await side.connect(side.b, ann)
-    sockets += [reader, sync]
-    await subscribe(reader, room)
-    await reader.send({"type": "read", "topic": room, "seq": 2})
-    assert (await sync.receive_type("read"))["seq"] == 2
-
-    reset = await http.post(
-        f"{side.b.http}/api/topics/{room}/reset", headers=side.headers()
-    )
-    assert reset.json() == {"deleted": 3}
-    assert (await reader.receive_type("unsubscribed"))["reason"] == "reset"
-    again = await subscribe(reader, room)
-    assert (again["seq"], again["read_seq"], again["unread"]) == (0, 2, 0)
-    # seq keeps counting; the read position stays where it was.
-    pushed = await push(http, side, side.b, topic=room, data="new")
-    assert pushed["seq"] == 4
-    assert (await receive_messages(reader, 1))[0]["id"] == pushed["id"]
-    unread = await get_json(
-        http, f"{side.a.http}/api/me/unread", side.user_headers(ann)
-    )
-    assert unread["topics"] == [{"topic": room, "read_seq": 2, "unread": 1}]
