@@ -103,6 +103,7 @@ class FrameFuzzer:
             (self.valid_frame, 12),
             (self.topic_frame, 20),
             (self.topic_dialogue, 10),
+            (self.stream_frame, 8),
             (self.raw_text, 10),
             (self.deep_nesting, 5),
             (self.binary, 5),
@@ -217,11 +218,53 @@ class FrameFuzzer:
                 {"type": "message", "text": "hi", "topic": self.topic_name()},
                 {"type": "signal", "event": "typing", "to": PUBLIC_ACCOUNT},
                 {"type": "signal", "event": "typing", "topic": self.topic_name()},
+                {"type": "read", "seq": self.random.choice([0, 1, 2**63 - 1])},
+                {"type": "read", "seq": 1, "topic": self.topic_name()},
+                self.stream_part(),
             ]
         )
         if self._chance(0.3):
             frame["ref"] = self.string(20)
         return self._json_case("valid_frame", frame)
+
+    def stream_part(self) -> dict[str, object]:
+        """A part of a streamed message (SPEC §9), to the bot or a topic, on a
+        few stream ids so that streams open, conflict, end and are refused."""
+        part: dict[str, object] = {
+            "type": "stream",
+            "stream_id": self.random.choice(["s1", "s2", "s3", "s:4"]),
+            "delta": self.random.choice(["tok ", "x", "é" * 3]),
+        }
+        if self._chance(0.5):
+            part["to"] = PUBLIC_ACCOUNT
+        else:
+            part["topic"] = self.topic_name()
+        if self._chance(0.2):
+            part["final"] = True
+            if self._chance(0.5):
+                part["data"] = {"k": 1}
+        return part
+
+    def stream_frame(self) -> Case:
+        """A stream part with fields of every wrong shape (SPEC §9)."""
+        frame = self.stream_part()
+        field = self.random.choice(
+            ["stream_id", "delta", "final", "data", "to", "topic"]
+        )
+        frame[field] = self.random.choice(
+            [
+                self.scalar(),
+                "",
+                None,
+                [],
+                {"k": "x" * 4100},
+                "x" * self.random.choice([MAX_TEXT_CHARS, MAX_TEXT_CHARS + 1]),
+                "a b",
+                "s" * 65,
+                True,
+            ]
+        )
+        return self._json_case("stream_frame", frame)
 
     # --- topics (SPEC §8) -----------------------------------------------------------
 

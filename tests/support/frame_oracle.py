@@ -36,6 +36,20 @@ CLIENT_TYPES = (
     "subscribe",
     "unsubscribe",
     "signal",
+    "read",
+    "stream",
+)
+_STREAM_ID_RE = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
+# SPEC §9: a stream part's refusals that depend on the stream's state (who
+# else used the id, how many are open) or on the joined text's length.
+STREAM_STATE_REFUSALS = frozenset(
+    {
+        "error:stream_conflict",
+        "error:stream_closed",
+        "error:too_many_streams",
+        "error:too_large",
+        "error:rate_limited",
+    }
 )
 MAX_SIGNAL_DATA_BYTES = 4096  # SPEC §9: `data`, serialized
 _EVENT_RE = re.compile(r"[a-z][a-z0-9_.:-]{0,63}")
@@ -115,6 +129,8 @@ def depends_on_subscriptions(value: object) -> bool:
         "unsubscribe",
         "message",
         "signal",
+        "read",
+        "stream",
     )
 
 
@@ -146,6 +162,10 @@ def _allowed_by_spec(
         problems |= _subscription_problems(value, strict)
     if kind == "signal":
         problems |= _signal_problems(value, strict)
+    if kind == "read":
+        problems |= _read_problems(value, strict)
+    if kind == "stream":
+        problems |= _stream_problems(value, strict)
     if problems:
         return frozenset(problems)
     if kind == "subscribe":
@@ -160,6 +180,10 @@ def _allowed_by_spec(
         return _publish_outcomes(value["topic"], subscriptions)
     if kind == "signal":
         return _signal_outcomes(value, subscriptions)
+    if kind == "read":
+        return _read_outcomes(value)
+    if kind == "stream":
+        return _stream_outcomes(value, subscriptions)
     if kind == "ping":
         return frozenset({"pong", RATE_LIMITED})
     if kind == "pong":
@@ -208,6 +232,70 @@ def _signal_problems(value: dict, strict: bool = True) -> set[str]:
     if not (one_target and valid_target):
         problems.add("error:invalid_frame")
     return problems
+
+
+def _read_problems(value: dict, strict: bool = True) -> set[str]:
+    """SPEC §9: `seq`, optional `topic`."""
+    problems: set[str] = set()
+    topic = value.get("topic")
+    if topic is not None and not is_topic(topic, strict=strict):
+        problems.add("error:invalid_frame")
+    if not _is_seq(value.get("seq")):
+        problems.add("error:invalid_frame")
+    return problems
+
+
+def _read_outcomes(value: dict) -> frozenset[str]:
+    """No reply; a topic the user may not subscribe to is `forbidden` (an
+    unknown namespace `not_found`); reads count as control frames."""
+    if value.get("topic") is None:
+        return frozenset({"silent", RATE_LIMITED})
+    return frozenset({"silent", "error:forbidden", "error:not_found", RATE_LIMITED})
+
+
+def _stream_problems(value: dict, strict: bool = True) -> set[str]:
+    """SPEC §9: `stream_id`, exactly one of `to` and `topic`, a `delta` (a
+    string of at most 4,096 characters, empty only on the final part), a
+    boolean `final`, and `data` (an object ≤ 4,096 bytes) only when final."""
+    problems: set[str] = set()
+    stream_id = value.get("stream_id")
+    if not isinstance(stream_id, str) or _STREAM_ID_RE.fullmatch(stream_id) is None:
+        problems.add("error:invalid_frame")
+    final = value.get("final", False)
+    if not isinstance(final, bool):
+        problems.add("error:invalid_frame")
+        final = False
+    delta = value.get("delta", "" if final else None)
+    if not isinstance(delta, str) or not (delta or final):
+        problems.add("error:invalid_frame")
+    elif len(delta) > MAX_TEXT_CHARS:
+        problems.add("error:too_large")
+    data = value.get("data")
+    if data is not None:
+        if not final or not isinstance(data, dict):
+            problems.add("error:invalid_frame")
+        elif _serialized_bytes(data) > MAX_SIGNAL_DATA_BYTES:
+            problems.add("error:too_large")
+    to, topic = value.get("to"), value.get("topic")
+    one_target = (to is None) != (topic is None)
+    valid_target = _is_user_id(to) if to is not None else is_topic(topic, strict=strict)
+    if not (one_target and valid_target):
+        problems.add("error:invalid_frame")
+    return problems
+
+
+def _stream_outcomes(value: dict, subscriptions: Subscriptions) -> frozenset[str]:
+    """A well-formed part: no reply, or `ack` for the final one; refused under
+    the rules of `message` (§2, §8) or by the stream's state."""
+    if value.get("topic") is not None:
+        published = _publish_outcomes(value["topic"], subscriptions)
+        if "ack" in published:
+            published = published | {"silent"}
+        return published | STREAM_STATE_REFUSALS
+    return frozenset(
+        {"silent", "ack", "error:forbidden", "error:no_recipient"}
+        | STREAM_STATE_REFUSALS
+    )
 
 
 def _serialized_bytes(value: object) -> int:
