@@ -8,8 +8,6 @@ never receive a message the store does not have.
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -23,6 +21,10 @@ from accounts.mentions import mention_candidates
 from bridge_project import redis_health
 from messaging import frames, metrics
 from messaging.streams import groups, idempotency, store
+from messaging.streams.after_commit import (
+    publish_after_commit,
+    publish_after_commit_blocking,
+)
 from messaging.streams.names import (
     parse_topic,
     stream_group,
@@ -34,15 +36,12 @@ from messaging.streams.publish import (
     Outgoing,
     check_layer,
     deliver_event,
-    publish,
-    publish_blocking,
     refuse_while_redis_is_down,
 )
 from messaging.streams.receipts import (
     NOBODY,
     Audience,
     PushReceipt,
-    count_audience,
     count_audience_blocking,
     receipt_for,
     replayed,
@@ -54,8 +53,6 @@ from messaging.streams.recipients import (
 )
 from messaging.streams.store import Planned
 from messaging.ws_database import run_db
-
-logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -129,7 +126,7 @@ def push_batch(
     if planned:
         outgoing = [item for plan in planned for item in _events(plan, created_at)]
         try:
-            sent = _publish_after_commit_blocking(
+            sent = publish_after_commit_blocking(
                 outgoing, planned, count=counted is None
             )
         except LayerUnavailable:
@@ -175,7 +172,7 @@ async def send_client_message(message: ClientMessage) -> PushReceipt:
     LayerUnavailable. The sender gets no copy."""
     await refuse_while_redis_is_down()
     plan, created_at = await run_db(_plan_and_store_client_message, message)
-    audience = await _publish_after_commit(_events(plan, created_at), [plan])
+    audience = await publish_after_commit(_events(plan, created_at), [plan])
     metrics.messages_pushed_total.inc()
     _count_topic_messages([plan])
     return receipt_for(plan, audience)
@@ -232,61 +229,6 @@ def _topic_is_live_only(topic: str) -> bool:
     included, and every copy goes out with `seq: null`."""
     rules = namespace_rules(parse_topic(topic).namespace)
     return rules is None or rules.live_only
-
-
-async def _publish_and_count(
-    outgoing: Sequence[Outgoing], planned: Sequence[Planned], *, count: bool = True
-) -> Audience:
-    """Publish, and meanwhile count the recipients' connections (one round trip).
-
-    Counting is informational: if only it fails, the push still succeeded."""
-    if not count:
-        await publish(outgoing)
-        return NOBODY
-    counting = asyncio.ensure_future(count_audience(planned))
-    try:
-        await publish(outgoing)
-    except LayerUnavailable:
-        counting.cancel()
-        raise
-    return await counting
-
-
-async def _publish_after_commit(
-    outgoing: Sequence[Outgoing], planned: Sequence[Planned], *, count: bool = True
-) -> Audience:
-    """Publish after commit. Stored messages survive a failed publish (they are
-    delivered by catch-up), so only a push with nothing stored is refused."""
-    try:
-        return await _publish_and_count(outgoing, planned, count=count)
-    except LayerUnavailable:
-        if not _left_for_catch_up(planned):
-            raise
-        return NOBODY
-
-
-def _publish_after_commit_blocking(
-    outgoing: Sequence[Outgoing], planned: Sequence[Planned], *, count: bool = True
-) -> Audience:
-    """_publish_after_commit for a worker thread; counts after publishing."""
-    try:
-        publish_blocking(outgoing)
-    except LayerUnavailable:
-        if not _left_for_catch_up(planned):
-            raise
-        return NOBODY
-    return count_audience_blocking(planned) if count else NOBODY
-
-
-def _left_for_catch_up(planned: Sequence[Planned]) -> bool:
-    """After a failed publish: whether stored messages remain for catch-up."""
-    stored = sum(1 for plan in planned if plan.seqs)
-    if stored:
-        logger.warning(
-            "publish failed after commit; %d stored message(s) go out on catch-up",
-            stored,
-        )
-    return stored > 0
 
 
 def _plan(request: PushRequest) -> Planned:
@@ -412,7 +354,7 @@ def store_and_publish_blocking(plan: Planned) -> PushReceipt:
     Raises DatabaseError (nothing stored) or LayerUnavailable (nothing stored
     and nothing sent; a stored message goes out on catch-up instead)."""
     created_at = _store([plan])
-    audience = _publish_after_commit_blocking(_events(plan, created_at), [plan])
+    audience = publish_after_commit_blocking(_events(plan, created_at), [plan])
     metrics.messages_pushed_total.inc()
     _count_topic_messages([plan])
     return receipt_for(plan, audience)
@@ -421,7 +363,7 @@ def store_and_publish_blocking(plan: Planned) -> PushReceipt:
 async def store_and_publish(plan: Planned) -> PushReceipt:
     """store_and_publish_blocking for the event loop."""
     created_at = await run_db(_store, [plan])
-    audience = await _publish_after_commit(_events(plan, created_at), [plan])
+    audience = await publish_after_commit(_events(plan, created_at), [plan])
     metrics.messages_pushed_total.inc()
     _count_topic_messages([plan])
     return receipt_for(plan, audience)
