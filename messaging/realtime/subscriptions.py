@@ -239,6 +239,7 @@ class TopicSubscriber:
 
 
 def _topic_state(user_id: str, topic: str) -> tuple[int, reading.Position | None]:
-    """The topic's newest seq, and the user's read position when a member
-    (SPEC §8, §9 `subscribed`): two queries, one trip to the database pool."""
-    return history.last_seq(topic), reading.member_position(user_id, topic)
+    """The topic's current last seq, and the user's read position when a
+    member (SPEC §8, §9 `subscribed`): two queries, one trip to the database
+    pool."""
+    return history.current_seq(topic), reading.member_position(user_id, topic)

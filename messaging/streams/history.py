@@ -26,6 +26,19 @@ def last_seq(stream: str) -> int:
     return found["seq__max"] or 0
 
 
+def current_seq(stream: str) -> int:
+    """The last seq the stream handed out, 0 when none, whether or not that
+    message is still kept (SPEC §8 `subscribed`: "the topic's current last
+    seq"): after a reset or a purge the next message is this plus one, so a
+    cursor put here meets it without a gap."""
+    found = (
+        StreamSequence.objects.filter(stream=stream)
+        .values_list("last_seq", flat=True)
+        .first()
+    )
+    return found or 0
+
+
 def frames_after(
     stream: str, *, after_seq: int, upto_seq: int | None = None, limit: int = PAGE_SIZE
 ) -> list[StoredFrame]:

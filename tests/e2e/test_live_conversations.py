@@ -602,7 +602,7 @@ async def test_a_topic_reset_clears_unread_and_keeps_the_read_position(
     assert reset.json() == {"deleted": 3}
     assert (await reader.receive_type("unsubscribed"))["reason"] == "reset"
     again = await subscribe(reader, room)
-    assert (again["seq"], again["read_seq"], again["unread"]) == (0, 2, 0)
+    assert (again["seq"], again["read_seq"], again["unread"]) == (3, 2, 0)
     # seq keeps counting; the read position stays where it was.
     pushed = await push(http, side, side.b, topic=room, data="new")
     assert pushed["seq"] == 4
