@@ -280,7 +280,11 @@ async def test_an_ordinary_user_may_not_stream_to_another(open_ws):  # noqa: F81
 
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.timeout(30)
-async def test_an_idle_stream_is_finished_as_incomplete_by_the_sweeper(open_ws, ci_bot, settings):  # noqa: F811
+async def test_an_idle_stream_is_finished_as_incomplete_by_the_sweeper(
+    open_ws,  # noqa: F811
+    ci_bot,  # noqa: F811
+    settings,
+):
     settings.BRIDGE_STREAM_IDLE_TIMEOUT = 0.2
     alice, _ = await connect(open_ws, "user_id=alice")
     bot, _ = await connect(open_ws, "user_id=ci_bot")
