@@ -1,0 +1,912 @@
+"""The real-time client: one WebSocket, kept open, resumed after every drop.
+
+One task (`_run`) owns the connection: it connects, reads frames, and on a close
+decides whether and when to connect again (SPEC §11). Frames for the application
+go through a `Dispatcher` queue, so handlers never hold up the socket. Positions
+are kept twice: `_queued` (what went on the queue: resume points and duplicate
+filter) and `_handled` (what handlers finished: `client.positions`, to save).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import inspect
+import itertools
+import json
+import logging
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import AsyncIterable, Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+from urllib.parse import urlencode, urlsplit, urlunsplit
+
+import websockets
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+
+from bridge_client.backoff import Backoff
+from bridge_client.dispatch import Dispatcher, Event, Handler
+from bridge_client.errors import (
+    AckTimeout,
+    Closed,
+    ConnectionLost,
+    FrameRefused,
+    NotConnected,
+    StreamInterrupted,
+)
+from bridge_client.message import PERSONAL, Message, StreamPart, stream_key
+from bridge_client.positions import Positions
+
+logger = logging.getLogger(__name__)
+
+TokenProvider = Callable[[], Awaitable[str] | str]
+
+# SPEC §11: fix the request first. 4401 is retried only with a new token.
+NEVER_RETRY = frozenset({4400, 4403})
+UNAUTHENTICATED = 4401
+# Our own close after the queue overflowed; we resume at once.
+RESUME_CLOSE = 1000
+
+
+class State(enum.Enum):
+    DISCONNECTED = "disconnected"
+    CONNECTING = "connecting"
+    CONNECTED = "connected"
+
+
+@dataclass(frozen=True)
+class StateChange:
+    """Payload of the `state` event."""
+
+    state: State
+    # For DISCONNECTED: the close code (None when no connection was made) and the
+    # `error` frame the server sent just before, if any.
+    code: int | None = None
+    error: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class Truncated:
+    """Payload of `history_truncated`: messages of `stream` before `oldest_seq`
+    were no longer kept when the client resumed (SPEC §5)."""
+
+    stream: str  # a topic, or PERSONAL
+    oldest_seq: int
+
+
+@dataclass
+class Subscription:
+    topic: str
+    handler: Handler | None = None
+    # From the last `subscribed`: the topic's last seq, and whether every message
+    # after the resume point was replayed (False: some are gone for good).
+    seq: int | None = None
+    recovered: bool | None = None
+    active: bool = False
+    read_seq: int | None = None
+    unread: int | None = None
+    _first: asyncio.Future[Subscription] | None = field(default=None, repr=False)
+
+
+@dataclass
+class _Connection:
+    socket: websockets.ClientConnection
+    number: int
+    last_error: dict[str, Any] | None = None
+    tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+
+
+def websocket_url(url: str) -> str:
+    """`http://host:8000` or `ws://host:8000` → `ws://host:8000/ws`."""
+    parts = urlsplit(url)
+    scheme = {"http": "ws", "https": "wss"}.get(parts.scheme, parts.scheme)
+    path = parts.path.rstrip("/")
+    if not path.endswith("/ws"):
+        path += "/ws"
+    return urlunsplit((scheme, parts.netloc, path, "", ""))
+
+
+def _parse_time(value: str) -> float:
+    return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+
+
+class Client:
+    """A Bridge WebSocket client for bots and services.
+
+    ```python
+    async with Client("http://127.0.0.1:8000", user_id="ci_bot") as bot:
+        bot.on("message", handle)
+        await bot.wait_closed()
+    ```
+
+    Events (`client.on(name, handler)`, or `@client.on(name)`); each handler
+    gets one argument and may be a function or a coroutine function:
+    `message` (`Message`; topic messages go to the topic's handler when it has
+    one), `stream` (`StreamPart`), `signal`, `read`, `receipt`, `recall`,
+    `join`, `leave`, `error` (frame dicts), `state` (`StateChange`),
+    `history_truncated` (`Truncated`), `subscribed` (`Subscription`, check
+    `recovered`), `unsubscribed` (frame dict), `token_expiring` (frame dict,
+    only without a token provider).
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        user_id: str | None = None,
+        token: str | None = None,
+        token_provider: TokenProvider | None = None,
+        positions: Positions | None = None,
+        backoff: Backoff | None = None,
+        queue_size: int = 1000,
+        ack_timeout: float = 10.0,
+        open_timeout: float = 10.0,
+        dead_margin: float = 10.0,
+        refresh_margin: float = 30.0,
+        close_drain_timeout: float = 5.0,
+    ) -> None:
+        self.url = websocket_url(url)
+        self.user_id = user_id
+        self.state = State.DISCONNECTED
+        self.connection_id: str | None = None
+        self.expires_at: str | None = None
+        self.heartbeat_interval: float | None = None
+        self.reconnects = 0
+        self.stats: dict[str, int] = defaultdict(int)
+        self.backoff = backoff or Backoff()
+        self.ack_timeout = ack_timeout
+        self.open_timeout = open_timeout
+        self.dead_margin = dead_margin
+        self.refresh_margin = refresh_margin
+        self.close_drain_timeout = close_drain_timeout
+        self._token = token
+        self._token_provider = token_provider
+        self._handled = positions.copy() if positions is not None else Positions()
+        self._queued = self._handled.copy()
+        self._dispatcher = Dispatcher(queue_size)
+        self._handlers: dict[str, list[Handler]] = defaultdict(list)
+        self._subscriptions: dict[str, Subscription] = {}
+        self._pending: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        self._parts: dict[str, OutgoingStream] = {}
+        self._refs = itertools.count(1)
+        self._connection: _Connection | None = None
+        self._connections = itertools.count(1)
+        self._connected = asyncio.Event()
+        self._stopped = asyncio.Event()
+        self._wake = asyncio.Event()
+        self._runner: asyncio.Task[None] | None = None
+        self._dispatch_task: asyncio.Task[None] | None = None
+        self._closing = False
+        self._overflowing = False
+        self._refreshing: asyncio.Task[None] | None = None
+        self.fatal: Closed | None = None
+
+    # --- lifecycle ----------------------------------------------------------------
+
+    async def connect(self, timeout: float | None = None) -> Client:
+        """Start the connection task and wait for the first `connected`."""
+        if self._runner is None:
+            self._dispatch_task = asyncio.create_task(self._dispatcher.run())
+            self._runner = asyncio.create_task(self._run())
+        waiters = [
+            asyncio.ensure_future(self._connected.wait()),
+            asyncio.ensure_future(self._stopped.wait()),
+        ]
+        try:
+            await asyncio.wait(
+                waiters,
+                timeout=timeout or self.open_timeout * 3,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+        if self.fatal is not None:
+            raise self.fatal
+        if not self._connected.is_set():
+            raise NotConnected(f"not connected to {self.url} yet")
+        return self
+
+    async def close(self) -> None:
+        """Say goodbye (`disconnect`), stop reconnecting, let the handlers finish
+        what is queued (up to `close_drain_timeout`)."""
+        self._closing = True
+        self._wake.set()
+        connection = self._connection
+        if connection is not None:
+            with contextlib.suppress(Exception):
+                await connection.socket.send(json.dumps({"type": "disconnect"}))
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(connection.socket.close(), 2)
+        if self._runner is not None:
+            with contextlib.suppress(Exception):
+                await self._runner
+        await self._stop_dispatcher()
+
+    async def wait_closed(self) -> None:
+        """Until the client stops; raises `Closed` when the server refused it for
+        good (4400, 4403, 4401 without a new token)."""
+        await self._stopped.wait()
+        if self.fatal is not None:
+            raise self.fatal
+
+    async def __aenter__(self) -> Client:
+        return await self.connect()
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    @property
+    def positions(self) -> Positions:
+        """How far the handlers got, per stream: save it, and pass it back as
+        `Client(positions=...)` after a restart to resume there."""
+        return self._handled.copy()
+
+    @property
+    def connected(self) -> bool:
+        return self.state is State.CONNECTED
+
+    # --- events -------------------------------------------------------------------
+
+    def on(
+        self, event: str, handler: Handler | None = None
+    ) -> Callable[[Handler], Handler] | Handler:
+        """Register a handler for `event`; without `handler`, a decorator."""
+        if handler is not None:
+            self._handlers[event].append(handler)
+            return handler
+
+        def register(function: Handler) -> Handler:
+            self._handlers[event].append(function)
+            return function
+
+        return register
+
+    def _emit(self, name: str, payload: Any) -> None:
+        """A control event: always queued, in order with the messages."""
+        if self._handlers.get(name):
+            self._dispatcher.put(Event(name, payload, list(self._handlers[name])))
+
+    def _emit_live(self, name: str, payload: Any, handlers: list[Handler]) -> None:
+        """A live-only frame: dropped (and counted) when the queue is full."""
+        if not handlers:
+            return
+        if self._dispatcher.full():
+            self.stats["dropped_live"] += 1
+            return
+        self._dispatcher.put(Event(name, payload, handlers))
+
+    def _set_state(
+        self, state: State, code: int | None = None, error: dict[str, Any] | None = None
+    ) -> None:
+        if state is self.state:
+            return
+        self.state = state
+        self._emit("state", StateChange(state, code, error))
+
+    # --- the connection task ------------------------------------------------------
+
+    async def _run(self) -> None:
+        try:
+            while not self._closing:
+                self._set_state(State.CONNECTING)
+                code, error = await self._connect_and_read()
+                self._set_state(State.DISCONNECTED, code, error)
+                if self._closing:
+                    break
+                delay = await self._retry_delay(code, error)
+                if delay is None:
+                    self.fatal = Closed(code, error)
+                    logger.warning("bridge_client: not reconnecting: %s", self.fatal)
+                    break
+                self.reconnects += 1
+                logger.info(
+                    "bridge_client: closed with %s; reconnecting in %.2f s", code, delay
+                )
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), delay)
+        except Exception as error:  # a bug here must not leave waiters hanging
+            logger.exception("bridge_client: connection task failed")
+            self.fatal = Closed(None, {"message": repr(error)})
+        finally:
+            self._set_state(State.DISCONNECTED)
+            self._stopped.set()
+
+    async def _retry_delay(
+        self, code: int | None, error: dict[str, Any] | None
+    ) -> float | None:
+        """Seconds to wait before connecting again; None: stop (SPEC §11)."""
+        if self._overflowing:
+            return 0.0  # our own close after an overflow: resume at once
+        if code in NEVER_RETRY or code == "refused":
+            return None
+        if code == UNAUTHENTICATED:
+            if self._token_provider is None:
+                return None
+            old = self._token
+            self._token = await self._provide_token()
+            if not self._token or self._token == old:
+                return None
+        hint = (error or {}).get("retry_after_ms")
+        delay = self.backoff.next_delay()
+        if isinstance(hint, int | float) and hint >= 0:
+            # The server knows when a retry can succeed (going_away spreads a
+            # process's clients, rate_limited names the window's end).
+            return hint / 1000.0
+        return delay
+
+    async def _provide_token(self) -> str | None:
+        assert self._token_provider is not None
+        token = self._token_provider()
+        if inspect.isawaitable(token):
+            token = await token
+        return token
+
+    async def _open(self) -> websockets.ClientConnection:
+        query: dict[str, Any] = {}
+        if self.user_id:
+            query["user_id"] = self.user_id
+        if self._queued.personal is not None:
+            query["last_seq"] = self._queued.personal
+        if self._token is None and self._token_provider is not None:
+            self._token = await self._provide_token()
+        headers = {"Authorization": f"Bearer {self._token}"} if self._token else {}
+        url = f"{self.url}?{urlencode(query)}" if query else self.url
+        return await websockets.connect(
+            url,
+            additional_headers=headers,
+            open_timeout=self.open_timeout,
+            # Liveness is Bridge's own ping frame (SPEC §2), watched in _read.
+            ping_interval=None,
+            close_timeout=2,
+        )
+
+    async def _connect_and_read(self) -> tuple[Any, dict[str, Any] | None]:
+        """One connection, from handshake to close: (close code, error frame)."""
+        try:
+            socket = await self._open()
+        except InvalidStatus as refused:
+            status = refused.response.status_code
+            logger.warning("bridge_client: handshake answered HTTP %s", status)
+            # A 4xx (wrong path, a proxy refusing) will not fix itself; 429 may.
+            fatal = 400 <= status < 500 and status != 429
+            return ("refused" if fatal else 1006), {"message": f"HTTP {status}"}
+        except (OSError, TimeoutError, InvalidHandshake) as failed:
+            logger.info("bridge_client: cannot connect: %r", failed)
+            return None, None
+        connection = _Connection(socket, next(self._connections))
+        self._connection = connection
+        self._overflowing = False
+        try:
+            await self._read(connection)
+            code = socket.close_code
+        except ConnectionClosed as closed:
+            code = closed.rcvd.code if closed.rcvd is not None else 1006
+        except TimeoutError:
+            # Nothing, not even a ping, for heartbeat_interval + dead_margin.
+            self.stats["dead_connections"] += 1
+            logger.info("bridge_client: no frame in time; the connection is dead")
+            socket.transport.abort()
+            code = 1006
+        except (OSError, ValueError) as broken:
+            logger.info("bridge_client: connection broke: %r", broken)
+            socket.transport.abort()
+            code = 1006
+        finally:
+            self._connection = None
+            self._connected.clear()
+            self.backoff.disconnected()
+            self._end_connection(connection)
+        return code, connection.last_error
+
+    def _end_connection(self, connection: _Connection) -> None:
+        for task in connection.tasks:
+            task.cancel()
+        lost = ConnectionLost("the connection ended before the server answered")
+        for future in self._pending.values():
+            if not future.done():
+                future.set_exception(lost)
+        self._pending.clear()
+        self._parts.clear()
+        for subscription in self._subscriptions.values():
+            subscription.active = False
+
+    async def _read(self, connection: _Connection) -> None:
+        socket = connection.socket
+        first = json.loads(await asyncio.wait_for(socket.recv(), self.open_timeout))
+        if first.get("type") != "connected":
+            # A refused handshake: an `error` frame, then the close (SPEC §2).
+            connection.last_error = first if first.get("type") == "error" else None
+            await asyncio.wait_for(socket.recv(), self.open_timeout)
+            return
+        self._on_connected(connection, first)
+        # Between frames the server pings every heartbeat_interval (SPEC §2).
+        limit = (self.heartbeat_interval or 30.0) + self.dead_margin
+        while True:
+            raw = await asyncio.wait_for(socket.recv(), limit)
+            await self._on_frame(connection, json.loads(raw))
+
+    def _on_connected(self, connection: _Connection, frame: dict[str, Any]) -> None:
+        self.connection_id = frame.get("connection_id")
+        self.user_id = frame.get("user_id", self.user_id)
+        self.heartbeat_interval = float(frame.get("heartbeat_interval") or 30)
+        self.expires_at = frame.get("expires_at")
+        if self._queued.personal is None:
+            # First connection without a resume point: live from here on, and a
+            # restart with these positions resumes from here.
+            last = int(frame.get("last_seq") or 0)
+            self._queued.personal = last
+            self._handled.advance(PERSONAL, last)
+        self.backoff.connected()
+        for subscription in self._subscriptions.values():
+            self._send_subscribe(connection, subscription)
+        if self.expires_at and frame.get("server_time"):
+            connection.tasks.append(
+                asyncio.create_task(
+                    self._refresh_before(self.expires_at, frame["server_time"])
+                )
+            )
+        self._set_state(State.CONNECTED)
+        self._emit("connected", frame)
+        self._connected.set()
+
+    # --- frames from the server ---------------------------------------------------
+
+    async def _on_frame(self, connection: _Connection, frame: dict[str, Any]) -> None:
+        kind = frame.get("type")
+        if kind == "ping":
+            await connection.socket.send('{"type":"pong"}')
+        elif kind == "message":
+            self._on_message(connection, frame)
+        elif kind == "stream":
+            self._emit_live(
+                "stream", StreamPart.from_frame(frame), self._handlers["stream"]
+            )
+        elif kind in ("ack", "refreshed"):
+            self._resolve(frame)
+        elif kind == "subscribed":
+            self._on_subscribed(frame)
+        elif kind == "unsubscribed":
+            self._on_unsubscribed(frame)
+        elif kind == "history_truncated":
+            stream = frame.get("topic") or PERSONAL
+            self._emit("history_truncated", Truncated(stream, int(frame["oldest_seq"])))
+        elif kind == "error":
+            self._on_error(connection, frame)
+        elif kind == "token_expiring":
+            self._start_refresh(frame)
+        elif kind in ("signal", "read", "receipt", "recall", "join", "leave"):
+            self._emit_live(str(kind), frame, self._handlers[str(kind)])
+
+    def _on_message(self, connection: _Connection, frame: dict[str, Any]) -> None:
+        stream = stream_key(frame)
+        subscription = self._subscriptions.get(stream) if stream != PERSONAL else None
+        handlers = (
+            [subscription.handler]
+            if subscription is not None and subscription.handler is not None
+            else list(self._handlers["message"])
+        )
+        message = Message.from_frame(frame)
+        seq = frame.get("seq")
+        if seq is None:
+            self._emit_live("message", message, handlers)
+            return
+        if self._overflowing:
+            self.stats["dropped_for_resume"] += 1
+            return
+        last = self._queued.get(stream)
+        if last is not None and seq <= last:
+            self.stats["duplicates_dropped"] += 1
+            return
+        if self._dispatcher.full():
+            self._overflow(connection)
+            return
+        self._queued.advance(stream, seq)
+
+        def admit() -> bool:
+            handled = self._handled.get(stream)
+            return handled is None or seq > handled
+
+        self._dispatcher.put(
+            Event(
+                "message",
+                message,
+                handlers,
+                done=lambda: self._handled.advance(stream, seq),
+                admit=admit,
+            )
+        )
+
+    def _overflow(self, connection: _Connection) -> None:
+        """The queue is full: stop taking stored messages, and once the handlers
+        have worked through half of it, reconnect and resume from the last one
+        queued (nothing lost, nothing twice)."""
+        self._overflowing = True
+        self.stats["overflows"] += 1
+        self.stats["dropped_for_resume"] += 1
+        logger.warning(
+            "bridge_client: %s events waiting for handlers; resuming later",
+            self._dispatcher.qsize(),
+        )
+
+        async def resume() -> None:
+            await self._dispatcher.wait_below(self._dispatcher.maxsize // 2)
+            await connection.socket.close(RESUME_CLOSE, "resume after overflow")
+
+        connection.tasks.append(asyncio.create_task(resume()))
+
+    def _resolve(self, frame: dict[str, Any]) -> None:
+        future = self._pending.get(str(frame.get("ref")))
+        if future is not None and not future.done():
+            future.set_result(frame)
+
+    def _on_error(self, connection: _Connection, frame: dict[str, Any]) -> None:
+        ref = frame.get("ref")
+        if ref is None:
+            # Unsolicited: the reason for a close that may follow (its
+            # retry_after_ms says when to come back, SPEC §11).
+            connection.last_error = frame
+        if ref is not None and ref in self._pending:
+            future = self._pending[ref]
+            if not future.done():
+                future.set_exception(FrameRefused(frame))
+            return
+        if ref is not None and ref in self._parts:
+            self._parts[ref]._refused(FrameRefused(frame))
+            return
+        topic = frame.get("topic")
+        if topic in self._subscriptions and not self._subscriptions[topic].active:
+            self._refuse_subscription(self._subscriptions.pop(topic), frame)
+            return
+        self._emit("error", frame)
+
+    # --- topics -------------------------------------------------------------------
+
+    async def subscribe(
+        self,
+        topic: str,
+        handler: Handler | None = None,
+        *,
+        since: int | None = None,
+        timeout: float | None = None,
+    ) -> Subscription:
+        """Subscribe (again after every reconnect, from the last seq queued) and
+        wait for the first `subscribed`. `since` overrides the saved position;
+        without either, messages from now on."""
+        if since is not None:
+            self._queued.topics[topic] = since
+            self._handled.topics[topic] = since
+        subscription = self._subscriptions.get(topic)
+        if subscription is None:
+            subscription = Subscription(topic, handler)
+            self._subscriptions[topic] = subscription
+        elif handler is not None:
+            subscription.handler = handler
+        subscription._first = asyncio.get_running_loop().create_future()
+        if self._connection is not None and self._connected.is_set():
+            self._send_subscribe(self._connection, subscription)
+        try:
+            return await asyncio.wait_for(
+                asyncio.shield(subscription._first), timeout or self.ack_timeout
+            )
+        except TimeoutError:
+            raise AckTimeout(f"no subscribed for {topic}") from None
+
+    def _send_subscribe(
+        self, connection: _Connection, subscription: Subscription
+    ) -> None:
+        frame: dict[str, Any] = {"type": "subscribe", "topic": subscription.topic}
+        since = self._queued.topics.get(subscription.topic)
+        if since is not None:
+            frame["since"] = since
+        frame["ref"] = f"s{next(self._refs)}"
+        connection.tasks.append(
+            asyncio.create_task(self._send_quietly(connection, frame))
+        )
+
+    async def _send_quietly(
+        self, connection: _Connection, frame: dict[str, Any]
+    ) -> None:
+        with contextlib.suppress(ConnectionClosed):
+            await connection.socket.send(json.dumps(frame))
+
+    def _on_subscribed(self, frame: dict[str, Any]) -> None:
+        subscription = self._subscriptions.get(str(frame.get("topic")))
+        if subscription is None:
+            return
+        subscription.seq = frame.get("seq")
+        subscription.recovered = frame.get("recovered")
+        subscription.read_seq = frame.get("read_seq")
+        subscription.unread = frame.get("unread")
+        subscription.active = True
+        topic = subscription.topic
+        if self._queued.topics.get(topic) is None and subscription.seq is not None:
+            # No resume point: from the topic's current seq on (SPEC §8).
+            self._queued.topics[topic] = subscription.seq
+            self._handled.topics.setdefault(topic, subscription.seq)
+        if subscription._first is not None and not subscription._first.done():
+            subscription._first.set_result(subscription)
+        self._emit("subscribed", subscription)
+
+    def _refuse_subscription(
+        self, subscription: Subscription, frame: dict[str, Any]
+    ) -> None:
+        if subscription._first is not None and not subscription._first.done():
+            subscription._first.set_exception(FrameRefused(frame))
+        else:
+            self._emit("error", frame)
+
+    def _on_unsubscribed(self, frame: dict[str, Any]) -> None:
+        self._resolve(frame)
+        topic = str(frame.get("topic"))
+        subscription = self._subscriptions.pop(topic, None)
+        if subscription is not None:
+            subscription.active = False
+        self._emit("unsubscribed", frame)
+
+    async def unsubscribe(self, topic: str, *, timeout: float | None = None) -> None:
+        """Leave a topic; it is not subscribed again after a reconnect."""
+        subscription = self._subscriptions.pop(topic, None)
+        if subscription is not None and subscription.active:
+            await self._request({"type": "unsubscribe", "topic": topic}, timeout)
+
+    # --- frames to the server -----------------------------------------------------
+
+    async def _wait_connected(self, timeout: float | None) -> _Connection:
+        if not self._connected.is_set():
+            try:
+                await asyncio.wait_for(
+                    self._connected.wait(), timeout or self.ack_timeout
+                )
+            except TimeoutError:
+                raise NotConnected("not connected") from None
+        assert self._connection is not None
+        return self._connection
+
+    async def send_frame(
+        self, frame: dict[str, Any], timeout: float | None = None
+    ) -> None:
+        """Send a frame as is, once connected (within `timeout`)."""
+        connection = await self._wait_connected(timeout)
+        try:
+            await connection.socket.send(json.dumps(frame))
+        except ConnectionClosed:
+            raise ConnectionLost("the connection closed while sending") from None
+
+    async def _request(
+        self, frame: dict[str, Any], timeout: float | None = None
+    ) -> dict[str, Any]:
+        """Send a frame with a fresh `ref`; the answer with that `ref`, or
+        FrameRefused for an `error`, AckTimeout, ConnectionLost."""
+        timeout = timeout or self.ack_timeout
+        connection = await self._wait_connected(timeout)
+        ref = f"r{next(self._refs)}"
+        future: asyncio.Future[dict[str, Any]] = (
+            asyncio.get_running_loop().create_future()
+        )
+        self._pending[ref] = future
+        try:
+            try:
+                await connection.socket.send(json.dumps({**frame, "ref": ref}))
+            except ConnectionClosed:
+                raise ConnectionLost("the connection closed while sending") from None
+            return await asyncio.wait_for(future, timeout)
+        except TimeoutError:
+            kind = frame.get("type")
+            raise AckTimeout(f"no answer to {kind} in {timeout} s") from None
+        finally:
+            self._pending.pop(ref, None)
+
+    async def send_message(
+        self,
+        text: str,
+        *,
+        to: str | None = None,
+        topic: str | None = None,
+        data: dict[str, Any] | None = None,
+        timeout: float | None = None,
+    ) -> dict[str, Any]:
+        """A client `message` (SPEC §2, §8); returns its `ack` (`id`,
+        `recipients`, and `topic`/`seq` for a topic)."""
+        frame: dict[str, Any] = {"type": "message", "text": text}
+        for key, value in (("to", to), ("topic", topic), ("data", data)):
+            if value is not None:
+                frame[key] = value
+        return await self._request(frame, timeout)
+
+    async def signal(
+        self,
+        event: str,
+        *,
+        to: str | None = None,
+        topic: str | None = None,
+        data: dict[str, Any] | None = None,
+    ) -> None:
+        """A live-only signal such as typing (SPEC §9); no answer unless refused
+        (the refusal comes as an `error` event)."""
+        frame: dict[str, Any] = {"type": "signal", "event": event}
+        for key, value in (("to", to), ("topic", topic), ("data", data)):
+            if value is not None:
+                frame[key] = value
+        await self.send_frame(frame)
+
+    async def read(self, seq: int, *, topic: str | None = None) -> None:
+        """The user has read its personal stream (or `topic`) up to `seq`."""
+        frame: dict[str, Any] = {"type": "read", "seq": seq}
+        if topic is not None:
+            frame["topic"] = topic
+        await self.send_frame(frame)
+
+    async def ping(self, timeout: float | None = None) -> float:
+        """Round trip to the server and back, in seconds."""
+        started = time.monotonic()
+        await self.send_frame({"type": "ping"}, timeout)
+        return time.monotonic() - started
+
+    def stream(
+        self,
+        *,
+        to: str | None = None,
+        topic: str | None = None,
+        stream_id: str | None = None,
+    ) -> OutgoingStream:
+        """A message sent in parts (SPEC §9), as an async context manager:
+
+        ```python
+        async with client.stream(to="alice") as reply:
+            await reply.send("Hel")
+            await reply.send("lo")
+        ```
+        Leaving the block sends the final part (with `data: {"aborted": true}`
+        when the block raised)."""
+        if (to is None) == (topic is None):
+            raise ValueError("give exactly one of to and topic")
+        target = {"to": to} if to is not None else {"topic": topic}
+        return OutgoingStream(self, stream_id or uuid.uuid4().hex[:16], target)
+
+    async def send_stream(
+        self,
+        parts: AsyncIterable[str] | Iterable[str],
+        *,
+        to: str | None = None,
+        topic: str | None = None,
+        data: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Send every part of `parts` (an async generator, say), then the final
+        part; returns the final part's `ack`."""
+        async with self.stream(to=to, topic=topic) as outgoing:
+            if isinstance(parts, AsyncIterable):
+                async for delta in parts:
+                    await outgoing.send(delta)
+            else:
+                for delta in parts:
+                    await outgoing.send(delta)
+            return await outgoing.finish(data=data)
+
+    # --- token refresh (SPEC §10) -------------------------------------------------
+
+    async def _refresh_before(self, expires_at: str, server_time: str) -> None:
+        """The fallback timer: refresh `refresh_margin` s before expiry if the
+        server's `token_expiring` did not come (it normally comes 60 s before)."""
+        left = _parse_time(expires_at) - _parse_time(server_time)
+        await asyncio.sleep(max(0.0, left - self.refresh_margin))
+        if self.expires_at == expires_at:
+            self._start_refresh({"type": "token_expiring", "expires_at": expires_at})
+
+    def _start_refresh(self, frame: dict[str, Any]) -> None:
+        if self._token_provider is None:
+            self._emit("token_expiring", frame)
+            return
+        if self._refreshing is None or self._refreshing.done():
+            self._refreshing = asyncio.create_task(self._refresh())
+
+    async def _refresh(self) -> None:
+        try:
+            token = await self._provide_token()
+            if not token:
+                return
+            self._token = token
+            reply = await self._request({"type": "refresh", "token": token})
+        except Exception as failed:  # the 4401 that follows is handled as a close
+            logger.warning("bridge_client: token refresh failed: %r", failed)
+            return
+        self.stats["refreshes"] += 1
+        self.expires_at = reply.get("expires_at")
+        connection = self._connection
+        if connection is not None and self.expires_at:
+            now = datetime.now().astimezone().isoformat()
+            connection.tasks.append(
+                asyncio.create_task(self._refresh_before(self.expires_at, now))
+            )
+
+    async def _stop_dispatcher(self) -> None:
+        if self._dispatch_task is None:
+            return
+        self._dispatcher.stop()
+        try:
+            await asyncio.wait_for(
+                asyncio.shield(self._dispatch_task), self.close_drain_timeout
+            )
+        except TimeoutError:
+            self._dispatch_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._dispatch_task
+
+
+class OutgoingStream:
+    """One streamed message being sent; see `Client.stream`."""
+
+    def __init__(self, client: Client, stream_id: str, target: dict[str, str]) -> None:
+        self.client = client
+        self.stream_id = stream_id
+        self.target = target
+        self.ack: dict[str, Any] | None = None
+        self._connection: _Connection | None = None
+        self._error: Exception | None = None
+        self._finished = False
+
+    def _refused(self, error: FrameRefused) -> None:
+        self._error = error
+
+    def _frame(self, **fields: Any) -> dict[str, Any]:
+        return {"type": "stream", "stream_id": self.stream_id, **self.target, **fields}
+
+    async def _check(self) -> _Connection:
+        if self._error is not None:
+            raise self._error
+        connection = await self.client._wait_connected(None)
+        if self._connection is None:
+            self._connection = connection
+        elif connection is not self._connection:
+            raise StreamInterrupted(f"stream {self.stream_id} lost its connection")
+        return connection
+
+    async def send(self, delta: str) -> None:
+        """Send one part (a non-empty string). Raises the refusal of an earlier
+        part, if the server refused one."""
+        connection = await self._check()
+        ref = f"p{next(self.client._refs)}"
+        self.client._parts[ref] = self
+        try:
+            await connection.socket.send(json.dumps(self._frame(delta=delta, ref=ref)))
+        except ConnectionClosed:
+            raise StreamInterrupted("the connection closed while sending") from None
+
+    async def finish(
+        self,
+        delta: str = "",
+        *,
+        data: dict[str, Any] | None = None,
+        timeout: float | None = None,
+    ) -> dict[str, Any]:
+        """Send the final part; returns its `ack`."""
+        if self._finished:
+            raise RuntimeError(f"stream {self.stream_id} is already finished")
+        self._finished = True
+        await self._check()
+        fields: dict[str, Any] = {"final": True}
+        if delta:
+            fields["delta"] = delta
+        if data is not None:
+            fields["data"] = data
+        self.ack = await self.client._request(self._frame(**fields), timeout)
+        return self.ack
+
+    async def __aenter__(self) -> OutgoingStream:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, *rest: object
+    ) -> None:
+        if self._finished or exc_type is StreamInterrupted:
+            return
+        if exc_type is None:
+            await self.finish()
+        else:
+            with contextlib.suppress(Exception):
+                await self.finish(data={"aborted": True})
