@@ -903,7 +903,7 @@ class OutgoingStream:
     async def __aexit__(
         self, exc_type: type[BaseException] | None, *rest: object
     ) -> None:
-        if self._finished or exc_type is StreamInterrupted:
+        if self._finished or self._error is not None or exc_type is StreamInterrupted:
             return
         if exc_type is None:
             await self.finish()
