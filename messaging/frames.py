@@ -285,6 +285,28 @@ def presence_change_frame(kind: str, *, topic: str, user_id: str) -> dict[str, A
     return {"type": kind, "topic": topic, "user_id": user_id}
 
 
+def monitor_frame(
+    *,
+    stats: dict[str, Any],
+    users: list[dict[str, Any]],
+    online_users: int,
+    changes: list[dict[str, Any]],
+    pushes_per_second: float,
+) -> dict[str, Any]:
+    """The operators' live view (messaging/monitoring.py): `/api/stats`'s
+    figures, the first page of `/api/users/online`, who connected or
+    disconnected since the last frame, and the push rate."""
+    return {
+        "type": "monitor",
+        "server_time": now_text(),
+        "stats": stats,
+        "users": users,
+        "online_users": online_users,
+        "changes": changes,
+        "pushes_per_second": pushes_per_second,
+    }
+
+
 def error_frame(
     code: str,
     message: str,

@@ -90,7 +90,7 @@ def parse_handshake(scope: dict) -> Handshake:
         raise _bad_request("user_id must match ^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
     if user_id is None and settings.BRIDGE_AUTH_MODE == "open":
         raise _bad_request("user_id is required")
-    headers = _headers(scope)
+    headers = request_headers(scope)
     offered = [p.strip() for p in scope.get("subprotocols") or []]
     return Handshake(
         user_id=user_id,
@@ -165,7 +165,8 @@ async def _session_user_id(scope: dict) -> str:
     return username
 
 
-def _headers(scope: dict) -> dict[str, str]:
+def request_headers(scope: dict) -> dict[str, str]:
+    """The handshake's headers, names lower-cased (the last of a repeated one)."""
     headers: dict[str, str] = {}
     for name, value in scope.get("headers", []):
         headers[name.decode("latin-1").lower()] = value.decode("latin-1")
