@@ -12,6 +12,15 @@
   const users = document.querySelector("#live-connections tbody");
   const countLine = document.getElementById("live-count");
   let retry = 500;
+  // user id -> {connections, nodes}: each user's connection details, fetched
+  // from GET /api/users/<id>/connections when the count changes.
+  const details = new Map();
+  users.querySelectorAll("tr[data-user]").forEach((row) => {
+    details.set(row.dataset.user, {
+      connections: Number(row.querySelector(".count").textContent),
+      nodes: [...row.querySelector(".details").childNodes],
+    });
+  });
 
   function csrfToken() {
     const input = document.querySelector("input[name=csrfmiddlewaretoken]");
@@ -87,8 +96,9 @@
     row.appendChild(name);
     const count = cell(row, user.connections);
     count.className = "count";
-    const details = cell(row, "");
-    details.className = "details";
+    const detailCell = cell(row, "");
+    detailCell.className = "details";
+    fillDetails(user, detailCell);
     const actions = document.createElement("td");
     const button = document.createElement("button");
     button.type = "button";
@@ -98,6 +108,30 @@
     actions.appendChild(button);
     row.appendChild(actions);
     return row;
+  }
+
+  async function fillDetails(user, target) {
+    const known = details.get(user.user_id);
+    if (known && known.connections === user.connections) {
+      target.replaceChildren(...known.nodes.map((node) => node.cloneNode(true)));
+      return;
+    }
+    try {
+      const reply = await fetch("/api/users/" + encodeURIComponent(user.user_id) + "/connections",
+        { credentials: "same-origin" });
+      if (!reply.ok) return;
+      const body = await reply.json();
+      const nodes = body.connections.map((c) => {
+        const line = document.createElement("div");
+        line.textContent = [c.instance, c.connected_at, c.last_seen, c.remote_addr,
+          c.acked_seq === null ? "-" : c.acked_seq].join(" · ");
+        return line;
+      });
+      details.set(user.user_id, { connections: user.connections, nodes });
+      target.replaceChildren(...nodes.map((node) => node.cloneNode(true)));
+    } catch (error) {
+      // Details are a convenience: the row still shows the count.
+    }
   }
 
   function renderUsers(frame) {
