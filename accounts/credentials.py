@@ -11,6 +11,10 @@ from accounts.jwks import FETCH_TIMEOUT
 from accounts.jwt_tokens import JwksPending, jwt_claims, looks_like_jwt
 from accounts.tokens import InvalidToken, TokenClaims, token_claims
 
+# The fetch times out by itself after FETCH_TIMEOUT; this only bounds a wait
+# for a fetch that is somehow stuck beyond that.
+WAIT_TIMEOUT = FETCH_TIMEOUT + 1.0
+
 __all__ = ["InvalidToken", "TokenClaims", "auser_token_claims", "user_token_claims"]
 
 
@@ -23,7 +27,7 @@ def user_token_claims(raw: str) -> TokenClaims:
         return jwt_claims(raw)
     except JwksPending as pending:
         try:
-            pending.fetch.result(timeout=FETCH_TIMEOUT)
+            pending.fetch.result(timeout=WAIT_TIMEOUT)
         except TimeoutError:
             raise InvalidToken("the JWKS endpoint did not answer") from None
     return _after_fetch(raw)
@@ -40,7 +44,7 @@ async def auser_token_claims(raw: str) -> TokenClaims:
         # Shielded: the fetch is shared with other handshakes.
         waiting = asyncio.shield(asyncio.wrap_future(pending.fetch))
         try:
-            await asyncio.wait_for(waiting, FETCH_TIMEOUT)
+            await asyncio.wait_for(waiting, WAIT_TIMEOUT)
         except TimeoutError:
             raise InvalidToken("the JWKS endpoint did not answer") from None
     return _after_fetch(raw)
