@@ -138,7 +138,7 @@ def _verified_payload(
             payload = _decode(raw, alg, key, found)
             if payload is not None:
                 return payload
-        if key is None and not tried:
+        if key is None and (kid is not None or not tried):
             raise InvalidToken("JWT 'kid' is not a key of the JWKS")
     if not tried:
         raise InvalidToken(f"no configured key verifies this JWT (alg {alg})")
