@@ -128,7 +128,8 @@ def _verified_payload(
             payload = _decode(raw, alg, key, found)
             if payload is not None:
                 return payload
-    if found.jwks is not None:
+    # A JWKS key is found by its `kid` only: without one, nothing to fetch.
+    if found.jwks is not None and isinstance(kid, str):
         pending = found.jwks.fetch_for(kid)
         if pending is not None:
             raise JwksPending(pending)
@@ -138,7 +139,7 @@ def _verified_payload(
             payload = _decode(raw, alg, key, found)
             if payload is not None:
                 return payload
-        if key is None and (kid is not None or not tried):
+        if key is None:
             raise InvalidToken("JWT 'kid' is not a key of the JWKS")
     if not tried:
         raise InvalidToken(f"no configured key verifies this JWT (alg {alg})")

@@ -15,8 +15,11 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
+import logging
 import time
 from typing import Protocol
+
+logger = logging.getLogger(__name__)
 
 EXPIRING_LEAD = 60.0
 WARN = "warn"
@@ -95,7 +98,12 @@ class ExpiryClock:
                 continue
             if kind == EXPIRE:
                 del self._generation[member]
-            member.token_deadline(kind)
+            try:
+                member.token_deadline(kind)
+            except Exception:
+                # One connection (say, one whose inbox is gone) must not stop
+                # the timer for every other.
+                logger.exception("token deadline of one connection failed")
         self._arm()
 
 

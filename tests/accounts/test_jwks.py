@@ -169,3 +169,10 @@ async def test_a_hanging_jwks_does_not_stall_the_loop_or_bridge_tokens(
     with pytest.raises(InvalidToken, match="'kid' is not a key of the JWKS"):
         await auser_token_claims(token)
     assert loop.time() - started < 0.5
+
+
+def test_a_jwt_without_kid_never_fetches_the_jwks(jwks_settings, endpoint):
+    for _ in range(3):
+        with pytest.raises(InvalidToken, match="no configured key verifies"):
+            user_token_claims(key_pair("RS256").sign(claims()))
+    assert endpoint.requests == 0

@@ -88,3 +88,18 @@ async def test_stale_entries_are_compacted():
     for n in range(500):
         clock.schedule(member, time.time() + 100 + n)
     assert len(clock._heap) < 100
+
+
+async def test_a_failing_member_does_not_stop_the_timer_for_the_others():
+    log: list = []
+
+    class Broken(Member):
+        def token_deadline(self, kind: str) -> None:
+            raise KeyError("inbox gone")
+
+    clock = ExpiryClock(lead=0.01)
+    now = time.time()
+    clock.schedule(Broken("broken", log), now + 0.05)
+    clock.schedule(Member("fine", log), now + 0.1)
+    await asyncio.sleep(0.3)
+    assert [(name, kind) for name, kind, _ in log] == [("fine", WARN), ("fine", EXPIRE)]
