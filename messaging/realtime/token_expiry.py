@@ -66,7 +66,11 @@ class TokenExpiry:
             await self._close_with_error(
                 4401, "token_expired", "the token expired; connect with a new one"
             )
-        elif event.get("kind") != EXPIRE and self.warned_for != expires_at:
+            return
+        # A deadline of the token a `refresh` replaced while the event waited
+        # in the inbox: the new token is not due yet.
+        due = now >= expires_at - expiry_clock_for_loop().lead
+        if due and event.get("kind") != EXPIRE and self.warned_for != expires_at:
             self.warned_for = expires_at
             await self._send_frame(frames.token_expiring_frame(expires_at=expires_at))
 
