@@ -253,7 +253,7 @@ async def test_a_refresh_keeps_the_connection_open_past_the_first_expiry(
     bridge, sockets
 ):
     user = fresh_user_id()
-    exp = int(time.time()) + 2
+    exp = int(time.time()) + 3
     client, _ = await connect(
         bridge, sockets, f"token={jwts.hs256(claims(user, exp=exp))}"
     )
