@@ -106,7 +106,9 @@ def jwt_claims(raw: str) -> TokenClaims:
     except jwt_errors.PyJWTError:
         raise InvalidToken("malformed JWT") from None
     alg = header.get("alg")
-    if not isinstance(alg, str) or alg.lower() == "none":
+    if not isinstance(alg, str):
+        raise InvalidToken("malformed JWT")
+    if alg.lower() == "none":
         raise InvalidToken("JWT algorithm 'none' is not accepted")
     payload = _verified_payload(raw, alg, header.get("kid"), found)
     return TokenClaims(

@@ -89,6 +89,14 @@ def test_bridge_tokens_still_take_their_own_path():
 
 def test_alg_none_is_refused():
     assert "'none'" in refused(jwts.alg_none(claims()))
+    # Any spelling, even with a signature attached.
+    forged = jwts.handmade({"alg": "NONE"}, claims(), HS_SECRET.encode())
+    assert "'none'" in refused(forged)
+
+
+def test_a_header_without_a_string_alg_is_malformed():
+    forged = jwts.handmade({"alg": ["HS256"]}, claims(), HS_SECRET.encode())
+    assert refused(forged) == "malformed JWT"
 
 
 def test_an_rsa_public_key_used_as_an_hmac_secret_is_refused():
