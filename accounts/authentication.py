@@ -9,9 +9,9 @@ from django.db import DatabaseError
 from rest_framework import authentication, exceptions, permissions
 from rest_framework.request import Request
 
+from accounts.credentials import InvalidToken, user_token_claims
 from accounts.keys import api_key_authenticate, looks_like_api_key
 from accounts.models import ApiKey
-from accounts.tokens import InvalidToken, token_claims
 from bridge_project.api_errors import ServiceUnavailable
 
 
@@ -48,8 +48,9 @@ class TokenUser:
 
 class UserTokenAuthentication(authentication.BaseAuthentication):
     """`Authorization: Bearer <websocket token>` (the tokens POST /api/tokens
-    mints), on the views that serve users. A Bearer value shaped like an API
-    key is left to ApiKeyAuthentication, so ops keys work there as before."""
+    mints, or a JWT: SPEC §10), on the views that serve users. A Bearer value
+    shaped like an API key is left to ApiKeyAuthentication, so ops keys work
+    there as before."""
 
     def authenticate(self, request: Request):
         header = authentication.get_authorization_header(request).split()
@@ -62,7 +63,7 @@ class UserTokenAuthentication(authentication.BaseAuthentication):
         if looks_like_api_key(raw):
             return None
         try:
-            claims = token_claims(raw)
+            claims = user_token_claims(raw)
         except InvalidToken as exc:
             raise exceptions.AuthenticationFailed(f"Invalid token: {exc}.") from None
         return (TokenUser(claims.user_id, claims.topics), None)

@@ -45,6 +45,9 @@ class TokenClaims:
 
     user_id: str
     topics: tuple[str, ...] = ()
+    # When the token stops being valid (Unix time); None for credentials that
+    # do not expire (SPEC §10 `expires_at`).
+    expires_at: float | None = None
 
 
 def _signer() -> signing.Signer:
@@ -93,7 +96,7 @@ def token_claims(token: str) -> TokenClaims:
     grants = payload.get("t", [])
     if not isinstance(grants, list) or not all(map(is_topic_grant, grants)):
         raise InvalidToken("invalid token")
-    return TokenClaims(payload["u"], tuple(grants))
+    return TokenClaims(payload["u"], tuple(grants), float(expires))
 
 
 def token_user_id(token: str) -> str:

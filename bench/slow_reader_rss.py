@@ -17,45 +17,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import socket
-import subprocess
-import sys
-import tempfile
 from pathlib import Path
 
 import httpx
 import psutil
 import websockets
 
-from bridge_project.embedded_redis import EmbeddedRedis, free_port
-from bridge_project.serve import daphne_command
+from bench.one_daphne import one_daphne, wait_ready
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def server_env(redis_url: str, database: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BRIDGE_")}
-    env.update(
-        DEBUG="1",
-        BRIDGE_AUTH_MODE="open",
-        REDIS_URL=redis_url,
-        DATABASE_URL=f"sqlite:///{database}",
-        DJANGO_SETTINGS_MODULE="bridge_project.settings",
-    )
-    return env
-
-
-async def wait_ready(base: str) -> None:
-    async with httpx.AsyncClient(timeout=1) as http:
-        for _ in range(300):
-            try:
-                if (await http.get(f"{base}/health")).status_code in (200, 503):
-                    return
-            except httpx.HTTPError:
-                pass
-            await asyncio.sleep(0.1)
-    raise RuntimeError("daphne did not start")
 
 
 async def stalled_client(port: int, user: str) -> websockets.ClientConnection:
@@ -103,36 +74,12 @@ def main() -> None:
     parser.add_argument("--pushes", type=int, default=3000)
     parser.add_argument("--size", type=int, default=60_000)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as workdir:
-        redis_server = EmbeddedRedis().start()
-        database = Path(workdir) / "bridge.sqlite3"
-        env = server_env(redis_server.url, database)
-        subprocess.run(
-            [sys.executable, "manage.py", "migrate", "-v", "0"],
-            cwd=REPO,
-            env=env,
-            check=True,
-        )
-        port = free_port()
-        log = open(Path(workdir) / "daphne.log", "wb")  # noqa: SIM115
-        daphne = subprocess.Popen(
-            daphne_command("127.0.0.1", port, 65536, access_log=False),
-            cwd=REPO,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            result = asyncio.run(measure(port, daphne.pid, args.pushes, args.size))
-            text = (Path(workdir) / "daphne.log").read_text(errors="replace")
-            result["closed_4008"] = "code=4008" in text
-            result["tracebacks"] = text.count("Traceback")
-            print(json.dumps(result))
-        finally:
-            daphne.terminate()
-            daphne.wait(10)
-            log.close()
-            redis_server.stop()
+    with one_daphne() as server:
+        result = asyncio.run(measure(server.port, server.pid, args.pushes, args.size))
+        text = server.log_text()
+    result["closed_4008"] = "code=4008" in text
+    result["tracebacks"] = text.count("Traceback")
+    print(json.dumps(result))
 
 
 if __name__ == "__main__":

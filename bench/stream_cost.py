@@ -26,21 +26,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import subprocess
-import sys
-import tempfile
 import time
-from pathlib import Path
 
 import httpx
 import psutil
 import websockets
 
 from bench.machine import machine_info
+from bench.one_daphne import one_daphne
 from bench.report import header
-from bench.slow_reader_rss import REPO, server_env, wait_ready
-from bridge_project.embedded_redis import EmbeddedRedis, free_port
-from bridge_project.serve import daphne_command
+from bench.slow_reader_rss import wait_ready
 
 LIFTED = {
     "BRIDGE_CLIENT_MESSAGES_PER_MINUTE": "100000000",
@@ -158,40 +153,16 @@ def main() -> None:
     parser.add_argument("--items", type=int, default=2000)
     args = parser.parse_args()
     print(header(machine_info()))
-    with tempfile.TemporaryDirectory() as workdir:
-        redis_server = EmbeddedRedis().start()
-        database = Path(workdir) / "bridge.sqlite3"
-        env = {**server_env(redis_server.url, database), **LIFTED}
-        subprocess.run(
-            [sys.executable, "manage.py", "migrate", "-v", "0"],
-            cwd=REPO,
-            env=env,
-            check=True,
-        )
-        port = free_port()
-        log = open(Path(workdir) / "daphne.log", "wb")  # noqa: SIM115
-        daphne = subprocess.Popen(
-            daphne_command("127.0.0.1", port, 65536, access_log=False),
-            cwd=REPO,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            rows = asyncio.run(
-                measure(
-                    port,
-                    psutil.Process(daphne.pid),
-                    psutil.Process(redis_server.process.pid),
-                    args.items,
-                )
+    with one_daphne(**LIFTED) as server:
+        rows = asyncio.run(
+            measure(
+                server.port,
+                psutil.Process(server.pid),
+                psutil.Process(server.redis_pid),
+                args.items,
             )
-            print_table(rows)
-        finally:
-            daphne.terminate()
-            daphne.wait(10)
-            log.close()
-            redis_server.stop()
+        )
+    print_table(rows)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from typing import Any
 from django.core.exceptions import ImproperlyConfigured
 
 from accounts.identifiers import NAMESPACE_RE, PERSONAL_NAMESPACE
+from accounts.jwt_keys import parse_key
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -125,6 +126,52 @@ def env_rate(
             f"{name} must look like 100/minute (or none), got {value!r}"
         )
     return value
+
+
+def env_optional(name: str, environ: Mapping[str, str] | None = None) -> str | None:
+    """A string, or None when unset or blank."""
+    value = (_raw(name, environ) or "").strip()
+    return value or None
+
+
+def env_url(name: str, environ: Mapping[str, str] | None = None) -> str | None:
+    """An http(s) URL, or None when unset or blank."""
+    value = env_optional(name, environ)
+    if value is None:
+        return None
+    scheme, sep, rest = value.partition("://")
+    if scheme.lower() not in ("http", "https") or not sep or not rest.strip("/"):
+        raise ImproperlyConfigured(f"{name} must be an http(s) URL, got {value!r}")
+    return value
+
+
+def env_jwt_keys(
+    name: str, environ: Mapping[str, str] | None = None
+) -> tuple[str, ...]:
+    """JWT verification keys (SPEC §10): one key, or a JSON list of keys for
+    rotation; each an HMAC secret (at least 32 bytes) or a PEM public key
+    (RSA, EC, Ed25519/Ed448). The error never quotes a key: it may be a
+    secret."""
+    value = (_raw(name, environ) or "").strip()
+    if not value:
+        return ()
+    if value.startswith("["):
+        try:
+            keys = json.loads(value)
+        except ValueError as exc:
+            raise ImproperlyConfigured(f"{name} is not valid JSON: {exc}") from None
+        if not keys or not all(isinstance(key, str) for key in keys):
+            raise ImproperlyConfigured(
+                f"{name} must be one key or a non-empty JSON list of key strings"
+            )
+    else:
+        keys = [value]
+    for index, key in enumerate(keys):
+        try:
+            parse_key(key)
+        except ValueError as exc:
+            raise ImproperlyConfigured(f"{name}: key {index}: {exc}") from None
+    return tuple(keys)
 
 
 # BRIDGE_TOPIC_NAMESPACES (SPEC §8). The choices are TopicNamespace's

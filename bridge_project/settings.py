@@ -14,10 +14,13 @@ from bridge_project.env import (
     env_choice,
     env_float,
     env_int,
+    env_jwt_keys,
     env_list,
+    env_optional,
     env_rate,
     env_str,
     env_topic_namespaces,
+    env_url,
 )
 from bridge_project.layers import pubsub_layer
 from bridge_project.redis_reconnect import retry_once
@@ -177,6 +180,15 @@ if BRIDGE_AUTH_MODE == "open" and not DEBUG:
     )
 BRIDGE_ALLOWED_ORIGINS = env_list("BRIDGE_ALLOWED_ORIGINS", [])
 BRIDGE_TOKEN_TTL = env_int("BRIDGE_TOKEN_TTL", 3600, minimum=1)
+# JWTs from an existing login system (SPEC §10; docs/security.md "Using your
+# own JWTs"): verified with these keys and/or the JWKS at this URL.
+BRIDGE_JWT_KEYS = env_jwt_keys("BRIDGE_JWT_KEYS")
+BRIDGE_JWT_JWKS_URL = env_url("BRIDGE_JWT_JWKS_URL")
+BRIDGE_JWT_AUDIENCE = env_optional("BRIDGE_JWT_AUDIENCE")
+BRIDGE_JWT_ISSUER = env_optional("BRIDGE_JWT_ISSUER")
+BRIDGE_JWT_USER_CLAIM = env_str("BRIDGE_JWT_USER_CLAIM", "sub").strip()
+if not BRIDGE_JWT_USER_CLAIM:
+    raise ImproperlyConfigured("BRIDGE_JWT_USER_CLAIM must name a claim, got ''")
 BRIDGE_MAX_CONNECTIONS_PER_USER = env_int(
     "BRIDGE_MAX_CONNECTIONS_PER_USER", 5, minimum=1
 )

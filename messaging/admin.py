@@ -26,9 +26,9 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
 @admin.register(Message)
 class MessageAdmin(ReadOnlyAdmin):
-    list_display = ("id", "event", "sender", "created_at")
-    list_filter = ("event",)
-    search_fields = ("=id", "sender")
+    list_display = ("id", "event", "sender", "stream_id", "incomplete", "created_at")
+    list_filter = ("event", "incomplete")
+    search_fields = ("=id", "sender", "=stream_id")
     date_hierarchy = "created_at"
 
 

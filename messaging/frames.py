@@ -39,8 +39,10 @@ def connected_frame(
     last_seq: int,
     read_seq: int,
     unread: int,
+    expires_at: float | None = None,
 ) -> dict[str, Any]:
-    """SPEC §2, plus the personal stream's read position and unread count (§9)."""
+    """SPEC §2, plus the personal stream's read position and unread count (§9)
+    and when the connection's token expires (§10; null when it does not)."""
     interval = (
         int(heartbeat_interval) if heartbeat_interval >= 1 else heartbeat_interval
     )
@@ -53,7 +55,30 @@ def connected_frame(
         "last_seq": last_seq,
         "read_seq": read_seq,
         "unread": unread,
+        "expires_at": expiry_text(expires_at),
     }
+
+
+def expiry_text(expires_at: float | None) -> str | None:
+    """A token's expiry (Unix time) as SPEC's time text; None stays None."""
+    if expires_at is None:
+        return None
+    return format_time(datetime.fromtimestamp(expires_at, UTC))
+
+
+def token_expiring_frame(*, expires_at: float) -> dict[str, Any]:
+    """SPEC §10: the token expires soon; send `refresh` before `expires_at`."""
+    return {"type": "token_expiring", "expires_at": expiry_text(expires_at)}
+
+
+def refreshed_frame(
+    *, expires_at: float | None, ref: str | None = None
+) -> dict[str, Any]:
+    """SPEC §10: a `refresh` was accepted; the connection now expires then."""
+    frame: dict[str, Any] = {"type": "refreshed", "expires_at": expiry_text(expires_at)}
+    if ref is not None:
+        frame["ref"] = ref
+    return frame
 
 
 def message_frame(
@@ -283,6 +308,28 @@ def presence_change_frame(kind: str, *, topic: str, user_id: str) -> dict[str, A
     """`join` (a user's first connection subscribed) or `leave` (its last one
     left), SPEC §8."""
     return {"type": kind, "topic": topic, "user_id": user_id}
+
+
+def monitor_frame(
+    *,
+    stats: dict[str, Any],
+    users: list[dict[str, Any]],
+    online_users: int,
+    changes: list[dict[str, Any]],
+    pushes_per_second: float,
+) -> dict[str, Any]:
+    """The operators' live view (messaging/monitoring.py): `/api/stats`'s
+    figures, the first page of `/api/users/online`, who connected or
+    disconnected since the last frame, and the push rate."""
+    return {
+        "type": "monitor",
+        "server_time": now_text(),
+        "stats": stats,
+        "users": users,
+        "online_users": online_users,
+        "changes": changes,
+        "pushes_per_second": pushes_per_second,
+    }
 
 
 def error_frame(

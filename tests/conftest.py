@@ -58,7 +58,9 @@ def django_db_setup(django_db_setup) -> Iterator[None]:
 def fresh_rate_limits(redis_server: EmbeddedRedis) -> Iterator[None]:
     """Rate-limit windows last a minute and count per user id and address:
     without this, one test's messages and handshakes would count in the next.
-    (A test that stopped Redis leaves nothing to delete.)"""
+    Streamed messages a test left open would be finished by a later test's
+    sweep (realtime/stream_sweeper.py), into that test's database. (A test
+    that stopped Redis leaves nothing to delete.)"""
     import redis
 
     from bridge_project import rate_limits
@@ -67,7 +69,11 @@ def fresh_rate_limits(redis_server: EmbeddedRedis) -> Iterator[None]:
     if redis_server.process is not None:
         client = redis.Redis.from_url(redis_server.url)
         try:
-            keys = list(client.scan_iter(f"{rate_limits.KEY_PREFIX}*", count=1000))
+            keys = [
+                key
+                for pattern in (f"{rate_limits.KEY_PREFIX}*", "bridge:stream*")
+                for key in client.scan_iter(pattern, count=1000)
+            ]
             if keys:
                 client.delete(*keys)
         finally:

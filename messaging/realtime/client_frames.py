@@ -26,7 +26,11 @@ CLIENT_FRAME_TYPES = (
     "signal",
     "read",
     "stream",
+    "refresh",
 )
+# SPEC §10 `refresh`: a Bridge token or a JWT (accounts/jwt_tokens.py caps a
+# JWT at 8,192 bytes; this bound only keeps the frame honest).
+MAX_REFRESH_TOKEN_CHARS = 16384
 
 
 class FrameError(Exception):
@@ -66,6 +70,8 @@ class ClientFrame:
     stream_id: str | None = None
     delta: str | None = None
     final: bool = False
+    # `refresh`: the new token (SPEC §10). Never logged or echoed.
+    token: str | None = None
 
 
 def parse_client_frame(text: str | None) -> ClientFrame:
@@ -98,6 +104,8 @@ def parse_client_frame(text: str | None) -> ClientFrame:
         return _parse_read(payload, ref)
     if frame_type == "stream":
         return _parse_stream(payload, ref)
+    if frame_type == "refresh":
+        return _parse_refresh(payload, ref)
     if frame_type == "ack":
         seq = payload.get("seq")
         if not _is_seq(seq):
@@ -240,6 +248,18 @@ def _parse_read(payload: dict[str, Any], ref: str | None) -> ClientFrame:
             topic=topic,
         )
     return ClientFrame(type="read", ref=ref, seq=seq, topic=topic)
+
+
+def _parse_refresh(payload: dict[str, Any], ref: str | None) -> ClientFrame:
+    """SPEC §10: `token`, a non-empty string."""
+    token = payload.get("token")
+    if not isinstance(token, str) or not token:
+        raise FrameError("invalid_frame", "'token' must be a non-empty string", ref)
+    if len(token) > MAX_REFRESH_TOKEN_CHARS:
+        raise FrameError(
+            "too_large", f"'token' is over {MAX_REFRESH_TOKEN_CHARS} characters", ref
+        )
+    return ClientFrame(type="refresh", ref=ref, token=token)
 
 
 def _parse_subscription(

@@ -29,6 +29,7 @@ from messaging.realtime.inbound import FrameReceiver
 from messaging.realtime.outbound import StreamSender
 from messaging.realtime.single_task_consumer import SingleTaskConsumer
 from messaging.realtime.subscriptions import TopicSubscriber
+from messaging.realtime.token_expiry import TokenExpiry
 from messaging.streams import groups, history, reading
 from messaging.streams.names import personal_stream
 from messaging.ws_database import run_db
@@ -42,7 +43,9 @@ def _unavailable() -> HandshakeRefused:
     return HandshakeRefused(1013, "unavailable", "try again later")
 
 
-class BridgeConsumer(FrameReceiver, TopicSubscriber, StreamSender, SingleTaskConsumer):
+class BridgeConsumer(
+    FrameReceiver, TopicSubscriber, TokenExpiry, StreamSender, SingleTaskConsumer
+):
     connection_id = ""
     user_id: str | None = None
     close_code: int | None = None
@@ -110,6 +113,7 @@ class BridgeConsumer(FrameReceiver, TopicSubscriber, StreamSender, SingleTaskCon
             return
         self.user_id = user_id
         self.topic_grants = identity.topic_grants
+        self.expires_at = identity.expires_at
         self.stream = personal_stream(user_id)
         # Joined before reading `newest`: anything stored later is sent after our
         # subscription exists, so live delivery has no hole at the start. The lock
@@ -139,8 +143,10 @@ class BridgeConsumer(FrameReceiver, TopicSubscriber, StreamSender, SingleTaskCon
                     last_seq=newest,
                     read_seq=read.read_seq,
                     unread=read.unread,
+                    expires_at=self.expires_at,
                 )
             )
+            self.watch_expiry()
             if self.cursor < newest:
                 await self._send_stored(
                     self.stream, upto_seq=newest, announce_truncation=True
@@ -157,6 +163,7 @@ class BridgeConsumer(FrameReceiver, TopicSubscriber, StreamSender, SingleTaskCon
             return
         self.left = self.leaving = True
         heartbeat_for_loop().discard(self)
+        self.forget_expiry()
         if self.counted:
             close_code = self.close_code or code
             metrics.connections_open.dec()

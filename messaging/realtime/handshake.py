@@ -11,13 +11,13 @@ from django.conf import settings
 from django.db import DatabaseError
 from django.utils.functional import empty
 
+from accounts.credentials import InvalidToken, auser_token_claims
 from accounts.identifiers import is_user_id
 from accounts.keys import (
     api_key_authenticate,
     is_well_formed_api_key,
     looks_like_api_key,
 )
-from accounts.tokens import InvalidToken, token_claims
 from messaging.frames import MAX_SEQ
 from messaging.realtime.origins import origin_allowed
 from messaging.realtime.session_auth import session_user
@@ -59,11 +59,13 @@ def _forbidden(message: str) -> HandshakeRefused:
 
 @dataclass(frozen=True)
 class Identity:
-    """Who a connection is: its user id, and the topics its token grants
-    (SPEC §8 "Tokens"). Sessions, open mode and API keys grant none."""
+    """Who a connection is: its user id, the topics its token grants
+    (SPEC §8 "Tokens") and when the token expires (Unix time, SPEC §10).
+    Sessions, open mode and API keys grant none and do not expire."""
 
     user_id: str
     topic_grants: tuple[str, ...] = ()
+    expires_at: float | None = None
 
 
 @dataclass(frozen=True)
@@ -90,7 +92,7 @@ def parse_handshake(scope: dict) -> Handshake:
         raise _bad_request("user_id must match ^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
     if user_id is None and settings.BRIDGE_AUTH_MODE == "open":
         raise _bad_request("user_id is required")
-    headers = _headers(scope)
+    headers = request_headers(scope)
     offered = [p.strip() for p in scope.get("subprotocols") or []]
     return Handshake(
         user_id=user_id,
@@ -130,10 +132,10 @@ async def _token_identity(token: str) -> Identity:
             raise _unauthenticated("invalid or revoked API key")
         return Identity(handle)
     try:
-        claims = token_claims(token)
+        claims = await auser_token_claims(token)
     except InvalidToken as exc:
         raise _unauthenticated(str(exc)) from None
-    return Identity(claims.user_id, claims.topics)
+    return Identity(claims.user_id, claims.topics, claims.expires_at)
 
 
 async def _api_key_account(raw: str) -> str | None:
@@ -165,7 +167,8 @@ async def _session_user_id(scope: dict) -> str:
     return username
 
 
-def _headers(scope: dict) -> dict[str, str]:
+def request_headers(scope: dict) -> dict[str, str]:
+    """The handshake's headers, names lower-cased (the last of a repeated one)."""
     headers: dict[str, str] = {}
     for name, value in scope.get("headers", []):
         headers[name.decode("latin-1").lower()] = value.decode("latin-1")

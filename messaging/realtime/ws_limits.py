@@ -3,8 +3,9 @@
 Handshakes per address (counted before any credential is checked) and per user,
 and client `message` and `signal` frames per user, count cluster-wide in Redis
 (bridge_project/rate_limits.py): reconnecting, or connecting to another
-process, does not reset them. ping, pong, ack, subscribe, unsubscribe and read
-frames count per connection in memory, so they cost no Redis round trip.
+process, does not reset them. ping, pong, ack, subscribe, unsubscribe, read and
+refresh frames count per connection in memory, so they cost no Redis round
+trip.
 """
 
 from __future__ import annotations
@@ -18,9 +19,10 @@ from messaging.realtime.handshake import HandshakeRefused
 
 MINUTE = 60.0
 # Cheap frames, counted per connection in memory; subscribe, unsubscribe and
-# read cost a query and a Redis round trip each, and count here too.
+# read cost a query and a Redis round trip each, and refresh a signature
+# check (SPEC §10), and count here too.
 CONTROL_FRAME_TYPES = frozenset(
-    {"ping", "pong", "ack", "subscribe", "unsubscribe", "read"}
+    {"ping", "pong", "ack", "subscribe", "unsubscribe", "read", "refresh"}
 )
 
 

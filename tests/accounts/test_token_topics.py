@@ -54,8 +54,10 @@ def assert_invalid(response) -> dict:
 
 
 def test_a_token_without_topics_claims_none_and_is_unchanged_in_shape():
-    token = token_issue(user_id="alice").token
-    assert token_claims(token) == TokenClaims("alice", ())
+    issued = token_issue(user_id="alice")
+    token = issued.token
+    expires = issued.expires_at.timestamp()
+    assert token_claims(token) == TokenClaims("alice", (), expires)
     # Exactly the pre-topics payload: old tokens and new ones look alike.
     assert set(_signer().unsign_object(token)) == {"u", "e"}
 
@@ -63,15 +65,19 @@ def test_a_token_without_topics_claims_none_and_is_unchanged_in_shape():
 def test_a_token_issued_before_topics_is_still_valid():
     import time
 
-    old = _signer().sign_object({"u": "alice", "e": int(time.time()) + 60})
-    assert token_claims(old) == TokenClaims("alice", ())
+    expires = int(time.time()) + 60
+    old = _signer().sign_object({"u": "alice", "e": expires})
+    assert token_claims(old) == TokenClaims("alice", (), float(expires))
     assert token_user_id(old) == "alice"
 
 
 def test_a_token_carries_its_topic_grants_in_order_without_duplicates():
     issued = token_issue(user_id="alice", topics=["room:42", "doc:*", "room:42"])
     assert issued.topics == ("room:42", "doc:*")
-    assert token_claims(issued.token) == TokenClaims("alice", ("room:42", "doc:*"))
+    claims = token_claims(issued.token)
+    assert claims == TokenClaims(
+        "alice", ("room:42", "doc:*"), issued.expires_at.timestamp()
+    )
     assert TOKEN_CHARS.match(issued.token)
 
 
@@ -127,7 +133,7 @@ def test_minting_with_topics_gives_a_token_granting_them(client, minter):
     assert response.status_code == 201, response.content
     assert set(response.json()) == {"token", "expires_at"}
     claims = token_claims(response.json()["token"])
-    assert claims == TokenClaims("alice", ("room:42", "doc:*"))
+    assert (claims.user_id, claims.topics) == ("alice", ("room:42", "doc:*"))
 
 
 def test_minting_with_an_empty_topic_list_grants_nothing(client, minter):

@@ -121,8 +121,11 @@ async def test_connected_frame_has_spec_fields(open_ws):
         "last_seq",
         "read_seq",
         "unread",
+        "expires_at",
     }
     assert connected["user_id"] == "alice"
+    # SPEC §10: null for credentials that do not expire (open mode here).
+    assert connected["expires_at"] is None
     assert isinstance(connected["connection_id"], str) and connected["connection_id"]
     assert SPEC_TIME.match(connected["server_time"])
     assert connected["heartbeat_interval"] == 30

@@ -1,5 +1,6 @@
-"""handshake.authenticate returns an Identity: the user id and the topics the
-token grants (SPEC §8 "Tokens"). Only a signed token grants topics."""
+"""handshake.authenticate returns an Identity: the user id, the topics the
+token grants (SPEC §8 "Tokens") and when it expires (SPEC §10). Only a signed
+token grants topics and expires."""
 
 from __future__ import annotations
 
@@ -37,16 +38,18 @@ def identify(query: bytes, **extra) -> Identity:
 
 def test_a_token_with_topics_grants_them(settings):
     settings.BRIDGE_AUTH_MODE = "token"
-    token = token_issue(user_id="alice", topics=["room:42", "doc:*"]).token
-    assert identify(f"token={token}".encode()) == Identity(
-        "alice", ("room:42", "doc:*")
+    issued = token_issue(user_id="alice", topics=["room:42", "doc:*"])
+    assert identify(f"token={issued.token}".encode()) == Identity(
+        "alice", ("room:42", "doc:*"), issued.expires_at.timestamp()
     )
 
 
 def test_a_token_without_topics_grants_none(settings):
     settings.BRIDGE_AUTH_MODE = "token"
-    token = token_issue(user_id="alice").token
-    assert identify(f"token={token}".encode()) == Identity("alice", ())
+    issued = token_issue(user_id="alice")
+    assert identify(f"token={issued.token}".encode()) == Identity(
+        "alice", (), issued.expires_at.timestamp()
+    )
 
 
 def test_open_mode_grants_nothing(settings):

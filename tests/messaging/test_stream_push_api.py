@@ -10,7 +10,6 @@ from typing import Any
 import pytest
 from django.test import Client
 
-from bridge_project.redis_client import get_blocking_redis
 from messaging.models import Message, StreamEntry
 from tests.messaging.test_push_api import accepted, assert_error, post
 
@@ -20,15 +19,6 @@ pytestmark = pytest.mark.django_db(transaction=True)
 @pytest.fixture
 def client() -> Client:
     return Client(raise_request_exception=False)
-
-
-@pytest.fixture(autouse=True)
-def _forget_streams():
-    yield
-    redis = get_blocking_redis()
-    keys = list(redis.scan_iter("bridge:stream*", count=1000))
-    if keys:
-        redis.delete(*keys)
 
 
 def part(stream_id: str = "s1", **fields: Any) -> dict[str, Any]:

@@ -9,7 +9,6 @@ import json
 
 import pytest
 
-from bridge_project.redis_client import get_blocking_redis
 from messaging.frames import stream_part_frame, stream_part_template
 from messaging.models import Message, StreamEntry
 from messaging.realtime.client_frames import FrameError, parse_client_frame
@@ -312,13 +311,3 @@ async def test_an_idle_stream_is_finished_as_incomplete_by_the_sweeper(
     assert (await receive(bot))["code"] == "stream_closed"
     assert await streaming.finish_due_streams() == 0
     assert await Message.objects.acount() == 1
-
-
-@pytest.fixture(autouse=True)
-def _forget_streams():
-    """Streams left open here must not be finished by a later test's sweep."""
-    yield
-    client = get_blocking_redis()
-    keys = list(client.scan_iter("bridge:stream*", count=1000))
-    if keys:
-        client.delete(*keys)

@@ -184,10 +184,15 @@ async def test_a_reconnected_user_keeps_their_message_count(open_ws, settings, c
 
 @pytest.mark.parametrize(
     ("frame", "answer"),
-    [({"type": "ping"}, "pong"), ({"type": "ack", "seq": 0}, None)],
-    ids=["ping", "ack"],
+    [
+        ({"type": "ping"}, "pong"),
+        ({"type": "ack", "seq": 0}, None),
+        # SPEC §10: each refresh costs a signature check (refused here: error).
+        ({"type": "refresh", "token": "not-a-token"}, "error"),
+    ],
+    ids=["ping", "ack", "refresh"],
 )
-async def test_a_flood_of_ping_or_ack_frames_is_rate_limited(
+async def test_a_flood_of_ping_ack_or_refresh_frames_is_rate_limited(
     open_ws, settings, frame, answer
 ):
     settings.BRIDGE_CLIENT_CONTROL_FRAMES_PER_MINUTE = 3
