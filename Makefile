@@ -4,12 +4,14 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install run test test-postgres fuzz lint format bench superuser clean
+.PHONY: install run demo test test-postgres fuzz lint format bench superuser clean
 
-$(STAMP): pyproject.toml
+# The Python client (clients/python) is installed in the same pip command: pip
+# cannot read a relative path from the dev extra (see pyproject.toml).
+$(STAMP): pyproject.toml clients/python/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev]' -e ./clients/python
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -18,6 +20,15 @@ install: $(STAMP)
 run: install
 	DEBUG=$${DEBUG:-1} BRIDGE_AUTH_MODE=$${BRIDGE_AUTH_MODE:-open} \
 		$(BIN)/python -m bridge_project.serve
+
+## `make run`'s server in the background and examples/echo_bot.py in the
+## foreground; Ctrl-C stops both. Mention @echo_bot to get a streamed answer.
+demo: install
+	@DEBUG=$${DEBUG:-1} BRIDGE_AUTH_MODE=$${BRIDGE_AUTH_MODE:-open} \
+		PUBLIC_ACCOUNTS=$${PUBLIC_ACCOUNTS:-echo_bot} \
+		$(BIN)/python -m bridge_project.serve & server=$$!; \
+	trap 'kill $$server 2>/dev/null; wait $$server' EXIT INT TERM; \
+	$(BIN)/python examples/echo_bot.py
 
 ## The whole suite: unit, integration (real Redis) and end-to-end (real daphne).
 test: install
