@@ -183,6 +183,7 @@ class Client:
         self._closing = False
         self._overflowing = False
         self._refreshing: asyncio.Task[None] | None = None
+        self._expiring_for: str | None = None
         self.fatal: Closed | None = None
 
     # --- lifecycle ----------------------------------------------------------------
@@ -436,6 +437,7 @@ class Client:
         self.user_id = frame.get("user_id", self.user_id)
         self.heartbeat_interval = float(frame.get("heartbeat_interval") or 30)
         self.expires_at = frame.get("expires_at")
+        self._expiring_for = None
         if self._queued.personal is None:
             # First connection without a resume point: live from here on, and a
             # restart with these positions resumes from here.
@@ -799,6 +801,11 @@ class Client:
             self._start_refresh({"type": "token_expiring", "expires_at": expires_at})
 
     def _start_refresh(self, frame: dict[str, Any]) -> None:
+        # Once per expiry: the server's warning and the fallback timer may both
+        # come for the same one.
+        if frame.get("expires_at") == self._expiring_for:
+            return
+        self._expiring_for = frame.get("expires_at")
         if self._token_provider is None:
             self._emit("token_expiring", frame)
             return
