@@ -85,7 +85,9 @@ async def listen(args: argparse.Namespace) -> int:
 def push(args: argparse.Namespace) -> int:
     with BridgeHTTP(args.url) as http:
         target = {"topic": args.topic} if args.topic else {"user_id": args.user}
-        reply = http.push(message=args.text, event=args.event, **target)
+        reply = http.push(
+            message=args.text, event=args.event, sender=args.sender, **target
+        )
     _print(reply)
     return 0
 
@@ -118,6 +120,7 @@ def parser() -> argparse.ArgumentParser:
     target.add_argument("--user")
     target.add_argument("--topic")
     two.add_argument("--event", default=None)
+    two.add_argument("--sender", help="the message's from (a key with 'sender')")
     two.add_argument("text")
     two.set_defaults(run=push)
 
