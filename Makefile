@@ -28,7 +28,8 @@ demo: install
 		PUBLIC_ACCOUNTS=$${PUBLIC_ACCOUNTS:-echo_bot} \
 		$(BIN)/python -m bridge_project.serve & server=$$!; \
 	trap 'kill $$server 2>/dev/null; wait $$server' EXIT INT TERM; \
-	$(BIN)/python examples/echo_bot.py
+	BRIDGE_URL=$${BRIDGE_URL:-http://127.0.0.1:$${PORT:-8000}} \
+		$(BIN)/python examples/echo_bot.py
 
 ## The whole suite: unit, integration (real Redis) and end-to-end (real daphne).
 test: install
