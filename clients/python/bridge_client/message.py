@@ -62,9 +62,8 @@ class Message:
     @property
     def text(self) -> str | None:
         """`data.text` when the data is an object with a string `text`."""
-        if isinstance(self.data, dict) and isinstance(self.data.get("text"), str):
-            return self.data["text"]
-        return None
+        text = self.data.get("text") if isinstance(self.data, dict) else None
+        return text if isinstance(text, str) else None
 
 
 @dataclass(frozen=True)

@@ -92,6 +92,15 @@ class Subscription:
     _first: asyncio.Future[Subscription] | None = field(default=None, repr=False)
 
 
+@dataclass(frozen=True)
+class _Ending:
+    """How one connection (or attempt) ended."""
+
+    code: int | None  # the close code; None when no connection was made
+    error: dict[str, Any] | None = None  # the `error` frame sent just before
+    final: bool = False  # an HTTP refusal of the handshake that will not change
+
+
 @dataclass
 class _Connection:
     socket: websockets.ClientConnection
@@ -295,11 +304,12 @@ class Client:
         try:
             while not self._closing:
                 self._set_state(State.CONNECTING)
-                code, error = await self._connect_and_read()
+                ending = await self._connect_and_read()
+                code, error = ending.code, ending.error
                 self._set_state(State.DISCONNECTED, code, error)
                 if self._closing:
                     break
-                delay = await self._retry_delay(code, error)
+                delay = await self._retry_delay(ending)
                 if delay is None:
                     self.fatal = Closed(code, error)
                     logger.warning("bridge_client: not reconnecting: %s", self.fatal)
@@ -318,22 +328,20 @@ class Client:
             self._set_state(State.DISCONNECTED)
             self._stopped.set()
 
-    async def _retry_delay(
-        self, code: int | None, error: dict[str, Any] | None
-    ) -> float | None:
+    async def _retry_delay(self, ending: _Ending) -> float | None:
         """Seconds to wait before connecting again; None: stop (SPEC §11)."""
         if self._overflowing:
             return 0.0  # our own close after an overflow: resume at once
-        if code in NEVER_RETRY or code == "refused":
+        if ending.final or ending.code in NEVER_RETRY:
             return None
-        if code == UNAUTHENTICATED:
+        if ending.code == UNAUTHENTICATED:
             if self._token_provider is None:
                 return None
             old = self._token
             self._token = await self._provide_token()
             if not self._token or self._token == old:
                 return None
-        hint = (error or {}).get("retry_after_ms")
+        hint = (ending.error or {}).get("retry_after_ms")
         delay = self.backoff.next_delay()
         if isinstance(hint, int | float) and hint >= 0:
             # The server knows when a retry can succeed (going_away spreads a
@@ -367,7 +375,7 @@ class Client:
             close_timeout=2,
         )
 
-    async def _connect_and_read(self) -> tuple[Any, dict[str, Any] | None]:
+    async def _connect_and_read(self) -> _Ending:
         """One connection, from handshake to close: (close code, error frame)."""
         try:
             socket = await self._open()
@@ -375,11 +383,11 @@ class Client:
             status = refused.response.status_code
             logger.warning("bridge_client: handshake answered HTTP %s", status)
             # A 4xx (wrong path, a proxy refusing) will not fix itself; 429 may.
-            fatal = 400 <= status < 500 and status != 429
-            return ("refused" if fatal else 1006), {"message": f"HTTP {status}"}
+            final = 400 <= status < 500 and status != 429
+            return _Ending(1006, {"message": f"HTTP {status}"}, final=final)
         except (OSError, TimeoutError, InvalidHandshake) as failed:
             logger.info("bridge_client: cannot connect: %r", failed)
-            return None, None
+            return _Ending(None)
         connection = _Connection(socket, next(self._connections))
         self._connection = connection
         self._overflowing = False
@@ -403,7 +411,7 @@ class Client:
             self._connected.clear()
             self.backoff.disconnected()
             self._end_connection(connection)
-        return code, connection.last_error
+        return _Ending(code, connection.last_error)
 
     def _end_connection(self, connection: _Connection) -> None:
         for task in connection.tasks:
@@ -514,15 +522,10 @@ class Client:
             handled = self._handled.get(stream)
             return handled is None or seq > handled
 
-        self._dispatcher.put(
-            Event(
-                "message",
-                message,
-                handlers,
-                done=lambda: self._handled.advance(stream, seq),
-                admit=admit,
-            )
-        )
+        def done() -> None:
+            self._handled.advance(stream, seq)
+
+        self._dispatcher.put(Event("message", message, handlers, done, admit))
 
     def _overflow(self, connection: _Connection) -> None:
         """The queue is full: stop taking stored messages, and once the handlers
@@ -768,7 +771,7 @@ class Client:
         when the block raised)."""
         if (to is None) == (topic is None):
             raise ValueError("give exactly one of to and topic")
-        target = {"to": to} if to is not None else {"topic": topic}
+        target = {"to": to} if to is not None else {"topic": str(topic)}
         return OutgoingStream(self, stream_id or uuid.uuid4().hex[:16], target)
 
     async def send_stream(

@@ -93,7 +93,7 @@ def _target(
     topic: str | None,
     broadcast: bool,
 ) -> dict[str, Any]:
-    given = [
+    given: list[tuple[str, Any]] = [
         (key, value)
         for key, value in (
             ("user_id", user_id),
