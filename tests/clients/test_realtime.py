@@ -150,6 +150,34 @@ async def test_a_resume_past_what_is_kept_is_reported_to_the_application(
     http.close()
 
 
+async def test_a_topic_handler_gets_its_topic_and_unsubscribe_ends_it(server, clients):
+    user = fresh_user_id("handlers")
+    room, other = (f"room:{fresh_user_id(n)}" for n in ("a", "b"))
+    client = clients(server.ws, user_id=user)
+    everything: list[Message] = []
+    in_room: list[Message] = []
+    client.on("message", everything.append)
+    await client.connect()
+    await client.subscribe(room, in_room.append)
+    await client.subscribe(other)
+    http = BridgeHTTP(server.http)
+    http.push(topic=room, message="room")
+    http.push(topic=other, message="other")
+    http.push(user_id=user, message="personal")
+    await eventually(lambda: _count(everything, 2), within=5)
+    await eventually(lambda: _count(in_room, 1), within=5)
+    assert texts(in_room) == ["room"]
+    assert sorted(texts(everything)) == ["other", "personal"]
+
+    await client.unsubscribe(room)
+    http.push(topic=room, message="gone")
+    http.push(user_id=user, message="still")
+    await eventually(lambda: _count(everything, 3), within=5)
+    await asyncio.sleep(0.3)
+    assert texts(in_room) == ["room"] and texts(everything)[-1] == "still"
+    http.close()
+
+
 async def test_a_raising_handler_does_not_stop_the_next_messages(server, clients):
     user = fresh_user_id("raise")
     client = clients(server.ws, user_id=user)

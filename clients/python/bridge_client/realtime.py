@@ -191,6 +191,7 @@ class Client:
         self._dispatch_task: asyncio.Task[None] | None = None
         self._closing = False
         self._overflowing = False
+        self._resume_now = False
         self._refreshing: asyncio.Task[None] | None = None
         self._expiring_for: str | None = None
         self.fatal: Closed | None = None
@@ -330,8 +331,10 @@ class Client:
 
     async def _retry_delay(self, ending: _Ending) -> float | None:
         """Seconds to wait before connecting again; None: stop (SPEC §11)."""
-        if self._overflowing:
-            return 0.0  # our own close after an overflow: resume at once
+        if self._resume_now:
+            # Our own close after the queue overflowed: resume at once, once.
+            self._resume_now = False
+            return 0.0
         if ending.final or ending.code in NEVER_RETRY:
             return None
         if ending.code == UNAUTHENTICATED:
@@ -388,6 +391,9 @@ class Client:
         except (OSError, TimeoutError, InvalidHandshake) as failed:
             logger.info("bridge_client: cannot connect: %r", failed)
             return _Ending(None)
+        if self._closing:  # close() was called while the handshake ran
+            await socket.close()
+            return _Ending(1000)
         connection = _Connection(socket, next(self._connections))
         self._connection = connection
         self._overflowing = False
@@ -541,6 +547,7 @@ class Client:
 
         async def resume() -> None:
             await self._dispatcher.wait_below(self._dispatcher.maxsize // 2)
+            self._resume_now = True
             await connection.socket.close(RESUME_CLOSE, "resume after overflow")
 
         connection.tasks.append(asyncio.create_task(resume()))
