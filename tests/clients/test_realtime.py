@@ -198,6 +198,12 @@ async def test_a_raising_handler_does_not_stop_the_next_messages(server, clients
     assert client._dispatcher.handler_errors == 1
     assert client.positions.personal == 3
     assert client.reconnects == 0
+
+    def acked() -> None:  # sent after a ping, recorded at the next beat
+        (connection,) = http.connections(user)["connections"]
+        assert connection["acked_seq"] == 3
+
+    await eventually(acked, within=5)
     http.close()
 
 

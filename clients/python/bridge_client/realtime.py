@@ -106,6 +106,7 @@ class _Connection:
     socket: websockets.ClientConnection
     number: int
     last_error: dict[str, Any] | None = None
+    acked: int = 0  # the last `ack` sent on this connection
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
 
 
@@ -477,6 +478,7 @@ class Client:
         kind = frame.get("type")
         if kind == "ping":
             await connection.socket.send('{"type":"pong"}')
+            await self._ack_handled(connection)
         elif kind == "message":
             self._on_message(connection, frame)
         elif kind == "stream":
@@ -498,6 +500,14 @@ class Client:
             self._start_refresh(frame)
         elif kind in ("signal", "read", "receipt", "recall", "join", "leave"):
             self._emit_live(str(kind), frame, self._handlers[str(kind)])
+
+    async def _ack_handled(self, connection: _Connection) -> None:
+        """Tell the server how far the handlers got (`ack`, SPEC §2), at most
+        once a heartbeat: operators see it as the connection's `acked_seq`."""
+        handled = self._handled.personal
+        if handled is not None and handled > connection.acked:
+            connection.acked = handled
+            await connection.socket.send(json.dumps({"type": "ack", "seq": handled}))
 
     def _on_message(self, connection: _Connection, frame: dict[str, Any]) -> None:
         stream = stream_key(frame)
