@@ -144,6 +144,8 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
+# The JavaScript client, served at a stable URL: /static/bridge/bridge.js.
+STATICFILES_DIRS = [("bridge", BASE_DIR / "clients" / "js" / "src")]
 # In development the admin's files are served from the apps; `make run` still
 # collects them so that the production path is the one exercised.
 WHITENOISE_USE_FINDERS = DEBUG
