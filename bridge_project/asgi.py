@@ -26,6 +26,7 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.conf import settings  # noqa: E402
 
 from accounts.services import public_accounts_ensure_at_startup  # noqa: E402
+from messaging.demo import DEMO_NAMESPACES  # noqa: E402
 from messaging.realtime.instance_registry import RegisteringApplication  # noqa: E402
 from messaging.realtime.routing import websocket_urlpatterns  # noqa: E402
 from messaging.realtime.session_auth import session_auth_stack  # noqa: E402
@@ -38,6 +39,8 @@ daphne_body_limit.install(settings.BRIDGE_MAX_BODY_BYTES)
 # Before the server starts its event loop, so a plain synchronous query is fine.
 public_accounts_ensure_at_startup(handles=settings.PUBLIC_ACCOUNTS)
 namespaces_ensure_at_startup(namespaces=settings.BRIDGE_TOPIC_NAMESPACES)
+if settings.BRIDGE_DEMO_ENABLED:
+    namespaces_ensure_at_startup(namespaces=DEMO_NAMESPACES)
 if settings.BRIDGE_AUTH_MODE == "open":
     logging.getLogger("bridge").warning(
         "BRIDGE_AUTH_MODE=open: anyone can listen as any user and push to anyone. "

@@ -144,6 +144,8 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
+# The JavaScript client, served at a stable URL: /static/bridge/bridge.js.
+STATICFILES_DIRS = [("bridge", BASE_DIR / "clients" / "js" / "src")]
 # In development the admin's files are served from the apps; `make run` still
 # collects them so that the production path is the one exercised.
 WHITENOISE_USE_FINDERS = DEBUG
@@ -258,6 +260,11 @@ if _bad_handles:
 # Topic namespaces created at start-up when missing, never changed (SPEC §8):
 # "room:members,news:public" or a JSON object of name -> settings.
 BRIDGE_TOPIC_NAMESPACES = env_topic_namespaces("BRIDGE_TOPIC_NAMESPACES")
+# The demo page (/demo/): on in open mode; BRIDGE_DEMO=1 turns it on in token
+# mode too, where it mints a token for whatever name a visitor types (never in
+# production). It uses the topic namespace `demo` (created at start-up).
+BRIDGE_DEMO = env_bool("BRIDGE_DEMO", False)
+BRIDGE_DEMO_ENABLED = BRIDGE_DEMO or BRIDGE_AUTH_MODE == "open"
 
 # Django refuses bodies over this before any parser runs; Bridge's own parser
 # turns the same limit into a JSON 413.

@@ -7,6 +7,7 @@ from rest_framework.permissions import AllowAny
 from bridge_project.health import HealthView, MetricsView
 from messaging.admin_views import live_connections
 from messaging.api.exceptions import json_not_found
+from messaging.demo import demo_join, demo_page
 
 urlpatterns = [
     path("", include("messaging.api.urls")),
@@ -26,6 +27,8 @@ urlpatterns = [
         name="live-connections",
     ),
     path("admin/", admin.site.urls),
+    path("demo/", demo_page, name="demo"),
+    path("demo/join", csrf_exempt(demo_join), name="demo-join"),
     # Last: every other path under /api/ and /sse/ is a JSON 404, also with
     # DEBUG on, where Django would answer its HTML debug page instead of
     # handler404. Exempt from CSRF so a POST gets the 404, not an HTML 403.

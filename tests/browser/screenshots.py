@@ -52,14 +52,74 @@ async def live_connections(server) -> None:
         await client.close()
 
 
+async def demo(server) -> None:
+    """Two users in the lobby, a notification, and the bot's reply streaming."""
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(
+            executable_path=CHROMIUM, args=["--no-sandbox"]
+        )
+        pages = []
+        for user in ("alice", "bob"):
+            page = await browser.new_page(viewport={"width": 1100, "height": 700})
+            await page.goto(f"{server.http}/demo/")
+            await page.fill("#user-id", user)
+            await page.click("#join")
+            await page.locator('#conn[data-state="connected"]').wait_for()
+            pages.append(page)
+        alice, bob = pages
+        for page, text in (
+            (alice, "Is the release ready?"),
+            (bob, "Tests are running, ask the bot"),
+        ):
+            await page.fill("#text", text)
+            await page.press("#text", "Enter")
+            await asyncio.sleep(0.3)
+        await bob.fill("#text", "one more thing")  # typing, shown to alice
+        bot, _ = await connect_user(server.ws, "ci_bot")
+        await alice.click('#directs button[data-key="dm:ci_bot"]')
+        await alice.click('#rooms button[data-key="room:demo:lobby"]')
+        async with httpx.AsyncClient() as http:
+            await http.post(
+                f"{server.http}/sse/push",
+                json={
+                    "user_id": "alice",
+                    "event": "notification",
+                    "data": {
+                        "title": "Build #42",
+                        "body": "passed on main",
+                        "level": "success",
+                    },
+                },
+            )
+        for word in ["All", "1,716", "tests", "passed;", "deploying"]:
+            await bot.send(
+                {
+                    "type": "stream",
+                    "stream_id": "r1",
+                    "to": "alice",
+                    "delta": word + " ",
+                }
+            )
+        await asyncio.sleep(0.6)
+        await alice.screenshot(path=DOCS / "demo.png")
+        await alice.click('#directs button[data-key="dm:ci_bot"]')
+        await asyncio.sleep(0.3)
+        await alice.screenshot(path=DOCS / "demo-bot.png")
+        await bot.close()
+        await browser.close()
+
+
 def main() -> None:
     redis = EmbeddedRedis().start()
     try:
         with running_daphnes(redis.url, Path(tempfile.mkdtemp()), 1) as (server,):
             asyncio.run(live_connections(server))
+            asyncio.run(demo(server))
     finally:
         redis.stop()
-    print(f"wrote {DOCS / 'live-connections.png'}")
+    print(f"wrote {DOCS}/live-connections.png, demo.png and demo-bot.png")
 
 
 if __name__ == "__main__":

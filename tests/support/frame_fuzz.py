@@ -221,6 +221,7 @@ class FrameFuzzer:
                 {"type": "read", "seq": self.random.choice([0, 1, 2**63 - 1])},
                 {"type": "read", "seq": 1, "topic": self.topic_name()},
                 self.stream_part(),
+                {"type": "refresh", "token": self.random.choice(["x", "a.b.c"])},
             ]
         )
         if self._chance(0.3):

@@ -38,7 +38,9 @@ CLIENT_TYPES = (
     "signal",
     "read",
     "stream",
+    "refresh",
 )
+MAX_REFRESH_TOKEN_CHARS = 16384  # client_frames.MAX_REFRESH_TOKEN_CHARS
 _STREAM_ID_RE = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 # SPEC §9: a stream part's refusals that depend on the stream's state (who
 # else used the id, how many are open) or on the joined text's length.
@@ -166,6 +168,12 @@ def _allowed_by_spec(
         problems |= _read_problems(value, strict)
     if kind == "stream":
         problems |= _stream_problems(value, strict)
+    if kind == "refresh":
+        token = value.get("token")
+        if not isinstance(token, str) or not token:
+            problems.add("error:invalid_frame")
+        elif len(token) > MAX_REFRESH_TOKEN_CHARS:
+            problems.add("error:too_large")
     if problems:
         return frozenset(problems)
     if kind == "subscribe":
@@ -184,6 +192,9 @@ def _allowed_by_spec(
         return _read_outcomes(value)
     if kind == "stream":
         return _stream_outcomes(value, subscriptions)
+    if kind == "refresh":
+        # SPEC §10: the fuzzer's tokens never verify (open mode has none).
+        return frozenset({"error:unauthenticated", RATE_LIMITED})
     if kind == "ping":
         return frozenset({"pong", RATE_LIMITED})
     if kind == "pong":

@@ -139,6 +139,6 @@ export declare class BridgeClient {
   signal(event: string, options?: Target & { data?: Record<string, unknown> }): boolean;
   read(seq: number, options?: { topic?: string }): boolean;
   stream(options: Target & { streamId?: string }): OutgoingStream;
-  subscribe(topic: string, handler?: (message: MessageFrame) => void): void;
+  subscribe(topic: string, handler?: (message: MessageFrame) => void, options?: { since?: number }): void;
   unsubscribe(topic: string): void;
 }

@@ -321,7 +321,8 @@ export class BridgeClient {
   _onSubscribed(frame) {
     const entry = this.topics.get(frame.topic);
     if (entry) entry.subscribed = true;
-    if (this.positions.get(`topic:${frame.topic}`) === undefined && frame.seq !== null) {
+    const replaying = entry && entry.since !== undefined && entry.since !== null;
+    if (this.positions.get(`topic:${frame.topic}`) === undefined && frame.seq !== null && !replaying) {
       this.positions.admit(`topic:${frame.topic}`, frame.seq);
       this._save();
     }
@@ -416,16 +417,19 @@ export class BridgeClient {
     };
   }
 
-  /** Subscribe to a topic (§8); recovers from the last seq seen after every reconnect. */
-  subscribe(topic, handler) {
-    this.topics.set(topic, { handler, subscribed: false });
+  /** Subscribe to a topic (§8); recovers from the last seq seen after every reconnect.
+   *  `since` (first subscription only): also replay the kept messages after it (0: all). */
+  subscribe(topic, handler, { since } = {}) {
+    this.topics.set(topic, { handler, subscribed: false, since });
     this._subscribeFrame(topic);
   }
 
   _subscribeFrame(topic) {
     const frame = { type: "subscribe", topic };
-    const since = this.positions.get(`topic:${topic}`);
-    if (since !== undefined) frame.since = since;
+    const seen = this.positions.get(`topic:${topic}`);
+    const entry = this.topics.get(topic);
+    const since = seen !== undefined ? seen : entry && entry.since;
+    if (since !== undefined && since !== null) frame.since = since;
     this._send(frame);
   }
 

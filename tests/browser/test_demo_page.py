@@ -1,0 +1,144 @@
+"""The demo page (/demo/) in a real browser (issue 17): two users chatting in
+a room, a notification pushed over HTTP, a bot's streamed reply growing, 200
+pushes through five seconds offline, a reload that resumes."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+import pytest
+
+from tests.support.ids import fresh_user_id
+from tests.support.ws import connect_user
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
+
+
+async def open_demo(browser, server, user: str, context=None):
+    context = context or await browser.new_context()
+    page = await context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    await page.goto(f"{server.http}/demo/")
+    await page.fill("#user-id", user)
+    await page.click("#join")
+    await page.locator('#conn[data-state="connected"]').wait_for(timeout=10_000)
+    page.errors = errors
+    return page
+
+
+def bubbles(page):
+    return page.locator("#messages .message .body")
+
+
+async def test_two_users_chat_in_a_room_with_typing_and_seen(browser, server):
+    alice, bob = fresh_user_id("alice"), fresh_user_id("bob")
+    one = await open_demo(browser, server, alice)
+    two = await open_demo(browser, server, bob)
+
+    await one.fill("#text", "hello from alice")  # typing goes out as a signal
+    await two.locator("#typing").get_by_text(f"{alice} is typing").wait_for()
+    await one.press("#text", "Enter")
+    await two.locator("#messages").get_by_text("hello from alice").wait_for()
+
+    # bob has the room open, so he has read it: alice sees "Seen by bob".
+    await one.locator(".message.mine .seen").get_by_text(f"Seen by {bob}").wait_for()
+    assert one.errors == [] and two.errors == []
+
+
+async def test_a_push_shows_as_a_notification_by_level(browser, server, http):
+    user = fresh_user_id("carol")
+    page = await open_demo(browser, server, user)
+    reply = await http.post(
+        f"{server.http}/sse/push",
+        json={
+            "user_id": user,
+            "event": "notification",
+            "data": {"title": "Deploy", "body": "v42 is live", "level": "success"},
+        },
+    )
+    assert reply.status_code == 202
+    toast = page.locator(".toast.level-success")
+    await toast.get_by_text("Deploy").wait_for()
+    await page.locator("#notification-list").get_by_text("v42 is live").wait_for()
+
+
+async def test_a_bots_streamed_reply_grows_then_becomes_one_message(
+    browser, server, sockets
+):
+    user = fresh_user_id("dave")
+    page = await open_demo(browser, server, user)
+    await page.click('#directs button[data-key="dm:ci_bot"]')
+    bot, _ = await connect_user(server.ws, "ci_bot")
+    sockets.append(bot)
+
+    for word in ("The ", "build ", "is "):
+        await bot.send({"type": "stream", "stream_id": "r", "to": user, "delta": word})
+    growing = page.locator("#messages .message.streaming .body")
+    await growing.get_by_text("The build is").wait_for()
+    await bot.send(
+        {
+            "type": "stream",
+            "stream_id": "r",
+            "to": user,
+            "delta": "green",
+            "final": True,
+        }
+    )
+    await (
+        page.locator("#messages .message:not(.streaming) .body")
+        .get_by_text("The build is green")
+        .wait_for()
+    )
+    assert await page.locator("#messages .message").count() == 1
+
+
+async def test_two_hundred_pushes_through_five_seconds_offline(browser, server):
+    user = fresh_user_id("erin")
+    context = await browser.new_context()
+    page = await open_demo(browser, server, user, context)
+    await page.click('#directs button[data-key="inbox"]')
+
+    await context.set_offline(True)
+    async with httpx.AsyncClient(timeout=30) as http:
+
+        async def push(n: int) -> None:
+            reply = await http.post(
+                f"{server.http}/sse/push", json={"user_id": user, "message": f"n{n}"}
+            )
+            assert reply.status_code == 202
+
+        for start in range(0, 200, 20):
+            await asyncio.gather(*(push(n) for n in range(start, start + 20)))
+    await asyncio.sleep(5)
+    await context.set_offline(False)
+
+    await page.locator("#messages .message").nth(199).wait_for(timeout=30_000)
+    seqs = await page.locator("#messages .message").evaluate_all(
+        "items => items.map(i => Number(i.dataset.seq))"
+    )
+    assert seqs == list(range(1, 201))  # all 200, once, in order
+
+
+async def test_a_reload_resumes_where_the_page_was(browser, server, http):
+    user = fresh_user_id("fay")
+    page = await open_demo(browser, server, user)
+    await page.click('#directs button[data-key="inbox"]')
+    for n in range(3):
+        await http.post(
+            f"{server.http}/sse/push", json={"user_id": user, "message": f"a{n}"}
+        )
+    await page.locator("#messages .message").nth(2).wait_for()
+
+    await page.reload()
+    for n in range(2):
+        await http.post(
+            f"{server.http}/sse/push", json={"user_id": user, "message": f"b{n}"}
+        )
+    await page.locator('#conn[data-state="connected"]').wait_for()
+    await page.click('#directs button[data-key="inbox"]')
+    await page.locator("#messages .message").nth(1).wait_for()
+    await asyncio.sleep(0.5)
+    texts = await bubbles(page).all_inner_texts()
+    assert texts == ["b0", "b1"]  # resumed after a2: nothing lost, nothing again
