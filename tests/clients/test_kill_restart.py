@@ -78,13 +78,16 @@ class Ledger:
         )
 
 
-async def _push_all(http: AsyncBridgeHTTP, user: str, replies: dict[str, int]) -> None:
+async def _push_all(
+    http: AsyncBridgeHTTP, user: str, replies: dict[str, int], at: dict[str, float]
+) -> None:
     markers = iter(f"m{n}" for n in range(PUSHES))
 
     async def worker() -> None:
         for marker in markers:
             reply = await http.push(user_id=user, data={"marker": marker})
             replies[marker] = reply["recipients"][0]["seq"]
+            at[marker] = time.monotonic()
 
     await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
 
@@ -100,10 +103,11 @@ async def test_server_killed_and_restarted_under_1000_pushes_loses_and_repeats_n
     client.on("state", ledger.on_state)
     control = await LedgerClient.open(b.ws, user, "control@B", last_seq=0)
     replies: dict[str, int] = {}
+    accepted_at: dict[str, float] = {}
     await client.connect()
     try:
         async with AsyncBridgeHTTP(b.http) as http:
-            pushing = asyncio.create_task(_push_all(http, user, replies))
+            pushing = asyncio.create_task(_push_all(http, user, replies, accepted_at))
             await eventually(
                 lambda: _at_least(replies, KILL_AFTER_PUSHES), within=30, every=0.01
             )
@@ -132,10 +136,11 @@ async def test_server_killed_and_restarted_under_1000_pushes_loses_and_repeats_n
     seqs = [r.seq for r in ledger.received]
     reconnected_at = ledger.connected_after(killed_at)
     assert reconnected_at is not None, ledger.states
+    while_down = sum(1 for t in accepted_at.values() if killed_at <= t < reconnected_at)
     print(
         f"\nCLIENT KILL-RESTART LEDGER: pushes={PUSHES} accepted={len(replies)} "
         f"delivered={len(markers)} lost={lost} duplicated={duplicated} "
-        f"reconnects={client.reconnects} "
+        f"accepted_while_disconnected={while_down} reconnects={client.reconnects} "
         f"server_down_for={back_at - killed_at:.2f}s "
         f"kill_to_resumed={reconnected_at - killed_at:.2f}s "
         f"restart_ready_to_resumed={max(0.0, reconnected_at - back_at):.2f}s "
@@ -154,6 +159,7 @@ async def test_server_killed_and_restarted_under_1000_pushes_loses_and_repeats_n
     closes = [c.code for _, c in ledger.states if c.state is State.DISCONNECTED]
     assert closes[0] == 1006, closes
     assert client.positions.personal == PUSHES
+    assert while_down > 0, "no push fell in the outage: the test proved nothing"
 
 
 def _at_least(replies: dict[str, int], count: int) -> None:
