@@ -12,9 +12,20 @@ from pathlib import Path
 
 import pytest
 
-from bridge_client import AckTimeout, Backoff, BridgeHTTP, Message, State, StateChange
+from bridge_client import (
+    PERSONAL,
+    AckTimeout,
+    Backoff,
+    BridgeHTTP,
+    Message,
+    Positions,
+    State,
+    StateChange,
+    Truncated,
+)
 from bridge_project.embedded_redis import EmbeddedRedis
 from tests.clients.conftest import SERVER_ENV
+from tests.support.credentials import manage
 from tests.support.daphne import DaphneProcess, running_daphnes
 from tests.support.ids import fresh_user_id
 from tests.support.polling import eventually
@@ -27,7 +38,13 @@ def server(
     redis_server: EmbeddedRedis, migrated_sqlite: Path, tmp_path: Path
 ) -> Iterator[DaphneProcess]:
     with running_daphnes(
-        redis_server.url, tmp_path, 1, database=migrated_sqlite, **SERVER_ENV
+        redis_server.url,
+        tmp_path,
+        1,
+        database=migrated_sqlite,
+        # Only purge_messages applies it (the retention test runs it).
+        BRIDGE_HISTORY_MAX_PER_USER="3",
+        **SERVER_ENV,
     ) as (process,):
         try:
             yield process
@@ -97,6 +114,24 @@ async def test_a_server_that_sends_nothing_is_found_dead_and_replaced(server, cl
     await eventually(lambda: _count(got, 1), within=5)
     print(f"\nfound dead after {found_after:.2f}s")
     assert 2.0 <= found_after < 4.0
+
+
+async def test_a_resume_past_retention_reports_history_truncated(server, clients):
+    user = fresh_user_id("purged")
+    with BridgeHTTP(server.http) as http:
+        for n in range(6):
+            http.push(user_id=user, message=str(n))
+    purged = manage(server.env, "purge_messages")
+    assert purged.returncode == 0, purged.stderr
+    # A client that saw nothing yet (saved at seq 0) resumes: 1-3 are gone.
+    client = clients(server.ws, user_id=user, positions=Positions(personal=0))
+    events: list[Truncated | Message] = []
+    client.on("history_truncated", events.append)
+    client.on("message", events.append)
+    await client.connect()
+    await eventually(lambda: _count(events, 4), within=5)
+    assert events[0] == Truncated(PERSONAL, 4)
+    assert [m.seq for m in events[1:]] == [4, 5, 6]  # type: ignore[union-attr]
 
 
 def _dead(client) -> None:
