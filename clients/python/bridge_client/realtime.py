@@ -5,45 +5,39 @@ decides whether and when to connect again (SPEC §11). Frames for the applicatio
 go through a `Dispatcher` queue, so handlers never hold up the socket. Positions
 are kept twice: `_queued` (what went on the queue: resume points and duplicate
 filter) and `_handled` (what handlers finished: `client.positions`, to save).
+
+`Client` is assembled from parts: `topics.py` (subscriptions), `sending.py`
+(frames to the server, streamed messages), `refresh.py` (token refresh), all on
+`connection.py`'s `ClientBase` (shared state, events, frames with answers).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import enum
-import inspect
 import itertools
 import json
 import logging
-import time
-import uuid
 from collections import defaultdict
-from collections.abc import AsyncIterable, Awaitable, Callable, Iterable
-from dataclasses import dataclass, field
-from datetime import datetime
+from collections.abc import Callable
 from typing import Any
-from urllib.parse import urlencode, urlsplit, urlunsplit
+from urllib.parse import urlencode
 
 import websockets
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
 from bridge_client.backoff import Backoff
+from bridge_client.connection import Connection, Ending, TokenProvider, websocket_url
 from bridge_client.dispatch import Dispatcher, Event, Handler
-from bridge_client.errors import (
-    AckTimeout,
-    Closed,
-    ConnectionLost,
-    FrameRefused,
-    NotConnected,
-    StreamInterrupted,
-)
+from bridge_client.errors import Closed, ConnectionLost, FrameRefused, NotConnected
+from bridge_client.events import State, StateChange, Subscription, Truncated
 from bridge_client.message import PERSONAL, Message, StreamPart, stream_key
 from bridge_client.positions import Positions
+from bridge_client.refresh import TokenRefresh
+from bridge_client.sending import OutgoingStream, Sending
+from bridge_client.topics import Topics
 
 logger = logging.getLogger(__name__)
-
-TokenProvider = Callable[[], Awaitable[str] | str]
 
 # SPEC §11: fix the request first. 4401 is retried only with a new token.
 NEVER_RETRY = frozenset({4400, 4403})
@@ -51,80 +45,18 @@ UNAUTHENTICATED = 4401
 # Our own close after the queue overflowed; we resume at once.
 RESUME_CLOSE = 1000
 
-
-class State(enum.Enum):
-    DISCONNECTED = "disconnected"
-    CONNECTING = "connecting"
-    CONNECTED = "connected"
-
-
-@dataclass(frozen=True)
-class StateChange:
-    """Payload of the `state` event."""
-
-    state: State
-    # For DISCONNECTED: the close code (None when no connection was made) and the
-    # `error` frame the server sent just before, if any.
-    code: int | None = None
-    error: dict[str, Any] | None = None
+__all__ = [
+    "Client",
+    "OutgoingStream",
+    "State",
+    "StateChange",
+    "Subscription",
+    "Truncated",
+    "websocket_url",
+]
 
 
-@dataclass(frozen=True)
-class Truncated:
-    """Payload of `history_truncated`: messages of `stream` before `oldest_seq`
-    were no longer kept when the client resumed (SPEC §5)."""
-
-    stream: str  # a topic, or PERSONAL
-    oldest_seq: int
-
-
-@dataclass
-class Subscription:
-    topic: str
-    handler: Handler | None = None
-    # From the last `subscribed`: the topic's last seq, and whether every message
-    # after the resume point was replayed (False: some are gone for good).
-    seq: int | None = None
-    recovered: bool | None = None
-    active: bool = False
-    read_seq: int | None = None
-    unread: int | None = None
-    _first: asyncio.Future[Subscription] | None = field(default=None, repr=False)
-
-
-@dataclass(frozen=True)
-class _Ending:
-    """How one connection (or attempt) ended."""
-
-    code: int | None  # the close code; None when no connection was made
-    error: dict[str, Any] | None = None  # the `error` frame sent just before
-    final: bool = False  # an HTTP refusal of the handshake that will not change
-
-
-@dataclass
-class _Connection:
-    socket: websockets.ClientConnection
-    number: int
-    last_error: dict[str, Any] | None = None
-    acked: int = 0  # the last `ack` sent on this connection
-    tasks: list[asyncio.Task[Any]] = field(default_factory=list)
-
-
-def websocket_url(url: str) -> str:
-    """`http://host:8000` or `ws://host:8000` → `ws://host:8000/ws`."""
-    parts = urlsplit(url)
-    scheme = {"http": "ws", "https": "wss"}.get(parts.scheme, parts.scheme)
-    path = parts.path.rstrip("/")
-    if not path.endswith("/ws"):
-        path += "/ws"
-    return urlunsplit((scheme, parts.netloc, path, "", ""))
-
-
-def _parse_time(value: str) -> float:
-    return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
-
-
-class Client:
+class Client(Topics, Sending, TokenRefresh):
     """A Bridge WebSocket client for bots and services.
 
     ```python
@@ -183,7 +115,7 @@ class Client:
         self._pending: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self._parts: dict[str, OutgoingStream] = {}
         self._refs = itertools.count(1)
-        self._connection: _Connection | None = None
+        self._connection: Connection | None = None
         self._connections = itertools.count(1)
         self._connected = asyncio.Event()
         self._stopped = asyncio.Event()
@@ -278,20 +210,6 @@ class Client:
 
         return register
 
-    def _emit(self, name: str, payload: Any) -> None:
-        """A control event: always queued, in order with the messages."""
-        if self._handlers.get(name):
-            self._dispatcher.put(Event(name, payload, list(self._handlers[name])))
-
-    def _emit_live(self, name: str, payload: Any, handlers: list[Handler]) -> None:
-        """A live-only frame: dropped (and counted) when the queue is full."""
-        if not handlers:
-            return
-        if self._dispatcher.full():
-            self.stats["dropped_live"] += 1
-            return
-        self._dispatcher.put(Event(name, payload, handlers))
-
     def _set_state(
         self, state: State, code: int | None = None, error: dict[str, Any] | None = None
     ) -> None:
@@ -330,7 +248,7 @@ class Client:
             self._set_state(State.DISCONNECTED)
             self._stopped.set()
 
-    async def _retry_delay(self, ending: _Ending) -> float | None:
+    async def _retry_delay(self, ending: Ending) -> float | None:
         """Seconds to wait before connecting again; None: stop (SPEC §11)."""
         if self._resume_now:
             # Our own close after the queue overflowed: resume at once, once.
@@ -353,13 +271,6 @@ class Client:
             return hint / 1000.0
         return delay
 
-    async def _provide_token(self) -> str | None:
-        assert self._token_provider is not None
-        token = self._token_provider()
-        if inspect.isawaitable(token):
-            token = await token
-        return token
-
     async def _open(self) -> websockets.ClientConnection:
         query: dict[str, Any] = {}
         if self.user_id:
@@ -379,7 +290,7 @@ class Client:
             close_timeout=2,
         )
 
-    async def _connect_and_read(self) -> _Ending:
+    async def _connect_and_read(self) -> Ending:
         """One connection, from handshake to close: (close code, error frame)."""
         try:
             socket = await self._open()
@@ -388,14 +299,14 @@ class Client:
             logger.warning("bridge_client: handshake answered HTTP %s", status)
             # A 4xx (wrong path, a proxy refusing) will not fix itself; 429 may.
             final = 400 <= status < 500 and status != 429
-            return _Ending(1006, {"message": f"HTTP {status}"}, final=final)
+            return Ending(1006, {"message": f"HTTP {status}"}, final=final)
         except (OSError, TimeoutError, InvalidHandshake) as failed:
             logger.info("bridge_client: cannot connect: %r", failed)
-            return _Ending(None)
+            return Ending(None)
         if self._closing:  # close() was called while the handshake ran
             await socket.close()
-            return _Ending(1000)
-        connection = _Connection(socket, next(self._connections))
+            return Ending(1000)
+        connection = Connection(socket, next(self._connections))
         self._connection = connection
         self._overflowing = False
         try:
@@ -418,9 +329,9 @@ class Client:
             self._connected.clear()
             self.backoff.disconnected()
             self._end_connection(connection)
-        return _Ending(code, connection.last_error)
+        return Ending(code, connection.last_error)
 
-    def _end_connection(self, connection: _Connection) -> None:
+    def _end_connection(self, connection: Connection) -> None:
         for task in connection.tasks:
             task.cancel()
         lost = ConnectionLost("the connection ended before the server answered")
@@ -432,7 +343,7 @@ class Client:
         for subscription in self._subscriptions.values():
             subscription.active = False
 
-    async def _read(self, connection: _Connection) -> None:
+    async def _read(self, connection: Connection) -> None:
         socket = connection.socket
         first = json.loads(await asyncio.wait_for(socket.recv(), self.open_timeout))
         if first.get("type") != "connected":
@@ -447,7 +358,7 @@ class Client:
             raw = await asyncio.wait_for(socket.recv(), limit)
             await self._on_frame(connection, json.loads(raw))
 
-    def _on_connected(self, connection: _Connection, frame: dict[str, Any]) -> None:
+    def _on_connected(self, connection: Connection, frame: dict[str, Any]) -> None:
         self.connection_id = frame.get("connection_id")
         self.user_id = frame.get("user_id", self.user_id)
         self.heartbeat_interval = float(frame.get("heartbeat_interval") or 30)
@@ -474,7 +385,7 @@ class Client:
 
     # --- frames from the server ---------------------------------------------------
 
-    async def _on_frame(self, connection: _Connection, frame: dict[str, Any]) -> None:
+    async def _on_frame(self, connection: Connection, frame: dict[str, Any]) -> None:
         kind = frame.get("type")
         if kind == "ping":
             await connection.socket.send('{"type":"pong"}')
@@ -501,7 +412,7 @@ class Client:
         elif kind in ("signal", "read", "receipt", "recall", "join", "leave"):
             self._emit_live(str(kind), frame, self._handlers[str(kind)])
 
-    async def _ack_handled(self, connection: _Connection) -> None:
+    async def _ack_handled(self, connection: Connection) -> None:
         """Tell the server how far the handlers got (`ack`, SPEC §2), at most
         once a heartbeat: operators see it as the connection's `acked_seq`."""
         handled = self._handled.personal
@@ -509,7 +420,7 @@ class Client:
             connection.acked = handled
             await connection.socket.send(json.dumps({"type": "ack", "seq": handled}))
 
-    def _on_message(self, connection: _Connection, frame: dict[str, Any]) -> None:
+    def _on_message(self, connection: Connection, frame: dict[str, Any]) -> None:
         stream = stream_key(frame)
         subscription = self._subscriptions.get(stream) if stream != PERSONAL else None
         handlers = (
@@ -543,7 +454,7 @@ class Client:
 
         self._dispatcher.put(Event("message", message, handlers, done, admit))
 
-    def _overflow(self, connection: _Connection) -> None:
+    def _overflow(self, connection: Connection) -> None:
         """The queue is full: stop taking stored messages, and once the handlers
         have worked through half of it, reconnect and resume from the last one
         queued (nothing lost, nothing twice)."""
@@ -562,12 +473,7 @@ class Client:
 
         connection.tasks.append(asyncio.create_task(resume()))
 
-    def _resolve(self, frame: dict[str, Any]) -> None:
-        future = self._pending.get(str(frame.get("ref")))
-        if future is not None and not future.done():
-            future.set_result(frame)
-
-    def _on_error(self, connection: _Connection, frame: dict[str, Any]) -> None:
+    def _on_error(self, connection: Connection, frame: dict[str, Any]) -> None:
         ref = frame.get("ref")
         if ref is None:
             # Unsolicited: the reason for a close that may follow (its
@@ -587,270 +493,6 @@ class Client:
             return
         self._emit("error", frame)
 
-    # --- topics -------------------------------------------------------------------
-
-    async def subscribe(
-        self,
-        topic: str,
-        handler: Handler | None = None,
-        *,
-        since: int | None = None,
-        timeout: float | None = None,
-    ) -> Subscription:
-        """Subscribe (again after every reconnect, from the last seq queued) and
-        wait for the first `subscribed`. `since` overrides the saved position;
-        without either, messages from now on."""
-        if since is not None:
-            self._queued.topics[topic] = since
-            self._handled.topics[topic] = since
-        subscription = self._subscriptions.get(topic)
-        if subscription is None:
-            subscription = Subscription(topic, handler)
-            self._subscriptions[topic] = subscription
-        elif handler is not None:
-            subscription.handler = handler
-        subscription._first = asyncio.get_running_loop().create_future()
-        if self._connection is not None and self._connected.is_set():
-            self._send_subscribe(self._connection, subscription)
-        try:
-            return await asyncio.wait_for(
-                asyncio.shield(subscription._first), timeout or self.ack_timeout
-            )
-        except TimeoutError:
-            raise AckTimeout(f"no subscribed for {topic}") from None
-
-    def _send_subscribe(
-        self, connection: _Connection, subscription: Subscription
-    ) -> None:
-        frame: dict[str, Any] = {"type": "subscribe", "topic": subscription.topic}
-        since = self._queued.topics.get(subscription.topic)
-        if since is not None:
-            frame["since"] = since
-        frame["ref"] = f"s{next(self._refs)}"
-        connection.tasks.append(
-            asyncio.create_task(self._send_quietly(connection, frame))
-        )
-
-    async def _send_quietly(
-        self, connection: _Connection, frame: dict[str, Any]
-    ) -> None:
-        with contextlib.suppress(ConnectionClosed):
-            await connection.socket.send(json.dumps(frame))
-
-    def _on_subscribed(self, frame: dict[str, Any]) -> None:
-        subscription = self._subscriptions.get(str(frame.get("topic")))
-        if subscription is None:
-            return
-        subscription.seq = frame.get("seq")
-        subscription.recovered = frame.get("recovered")
-        subscription.read_seq = frame.get("read_seq")
-        subscription.unread = frame.get("unread")
-        subscription.active = True
-        topic = subscription.topic
-        if self._queued.topics.get(topic) is None and subscription.seq is not None:
-            # No resume point: from the topic's current seq on (SPEC §8).
-            self._queued.topics[topic] = subscription.seq
-            self._handled.topics.setdefault(topic, subscription.seq)
-        if subscription._first is not None and not subscription._first.done():
-            subscription._first.set_result(subscription)
-        self._emit("subscribed", subscription)
-
-    def _refuse_subscription(
-        self, subscription: Subscription, frame: dict[str, Any]
-    ) -> None:
-        if subscription._first is not None and not subscription._first.done():
-            subscription._first.set_exception(FrameRefused(frame))
-        else:
-            self._emit("error", frame)
-
-    def _on_unsubscribed(self, frame: dict[str, Any]) -> None:
-        self._resolve(frame)
-        topic = str(frame.get("topic"))
-        subscription = self._subscriptions.pop(topic, None)
-        if subscription is not None:
-            subscription.active = False
-        self._emit("unsubscribed", frame)
-
-    async def unsubscribe(self, topic: str, *, timeout: float | None = None) -> None:
-        """Leave a topic; it is not subscribed again after a reconnect."""
-        subscription = self._subscriptions.pop(topic, None)
-        if subscription is not None and subscription.active:
-            await self._request({"type": "unsubscribe", "topic": topic}, timeout)
-
-    # --- frames to the server -----------------------------------------------------
-
-    async def _wait_connected(self, timeout: float | None) -> _Connection:
-        if not self._connected.is_set():
-            try:
-                await asyncio.wait_for(
-                    self._connected.wait(), timeout or self.ack_timeout
-                )
-            except TimeoutError:
-                raise NotConnected("not connected") from None
-        assert self._connection is not None
-        return self._connection
-
-    async def send_frame(
-        self, frame: dict[str, Any], timeout: float | None = None
-    ) -> None:
-        """Send a frame as is, once connected (within `timeout`)."""
-        connection = await self._wait_connected(timeout)
-        try:
-            await connection.socket.send(json.dumps(frame))
-        except ConnectionClosed:
-            raise ConnectionLost("the connection closed while sending") from None
-
-    async def _request(
-        self, frame: dict[str, Any], timeout: float | None = None
-    ) -> dict[str, Any]:
-        """Send a frame with a fresh `ref`; the answer with that `ref`, or
-        FrameRefused for an `error`, AckTimeout, ConnectionLost."""
-        timeout = timeout or self.ack_timeout
-        connection = await self._wait_connected(timeout)
-        ref = f"r{next(self._refs)}"
-        future: asyncio.Future[dict[str, Any]] = (
-            asyncio.get_running_loop().create_future()
-        )
-        self._pending[ref] = future
-        try:
-            try:
-                await connection.socket.send(json.dumps({**frame, "ref": ref}))
-            except ConnectionClosed:
-                raise ConnectionLost("the connection closed while sending") from None
-            return await asyncio.wait_for(future, timeout)
-        except TimeoutError:
-            kind = frame.get("type")
-            raise AckTimeout(f"no answer to {kind} in {timeout} s") from None
-        finally:
-            self._pending.pop(ref, None)
-
-    async def send_message(
-        self,
-        text: str,
-        *,
-        to: str | None = None,
-        topic: str | None = None,
-        data: dict[str, Any] | None = None,
-        timeout: float | None = None,
-    ) -> dict[str, Any]:
-        """A client `message` (SPEC §2, §8); returns its `ack` (`id`,
-        `recipients`, and `topic`/`seq` for a topic)."""
-        frame: dict[str, Any] = {"type": "message", "text": text}
-        for key, value in (("to", to), ("topic", topic), ("data", data)):
-            if value is not None:
-                frame[key] = value
-        return await self._request(frame, timeout)
-
-    async def signal(
-        self,
-        event: str,
-        *,
-        to: str | None = None,
-        topic: str | None = None,
-        data: dict[str, Any] | None = None,
-    ) -> None:
-        """A live-only signal such as typing (SPEC §9); no answer unless refused
-        (the refusal comes as an `error` event)."""
-        frame: dict[str, Any] = {"type": "signal", "event": event}
-        for key, value in (("to", to), ("topic", topic), ("data", data)):
-            if value is not None:
-                frame[key] = value
-        await self.send_frame(frame)
-
-    async def read(self, seq: int, *, topic: str | None = None) -> None:
-        """The user has read its personal stream (or `topic`) up to `seq`."""
-        frame: dict[str, Any] = {"type": "read", "seq": seq}
-        if topic is not None:
-            frame["topic"] = topic
-        await self.send_frame(frame)
-
-    async def ping(self, timeout: float | None = None) -> float:
-        """Round trip to the server and back, in seconds."""
-        started = time.monotonic()
-        await self.send_frame({"type": "ping"}, timeout)
-        return time.monotonic() - started
-
-    def stream(
-        self,
-        *,
-        to: str | None = None,
-        topic: str | None = None,
-        stream_id: str | None = None,
-    ) -> OutgoingStream:
-        """A message sent in parts (SPEC §9), as an async context manager:
-
-        ```python
-        async with client.stream(to="alice") as reply:
-            await reply.send("Hel")
-            await reply.send("lo")
-        ```
-        Leaving the block sends the final part (with `data: {"aborted": true}`
-        when the block raised)."""
-        if (to is None) == (topic is None):
-            raise ValueError("give exactly one of to and topic")
-        target = {"to": to} if to is not None else {"topic": str(topic)}
-        return OutgoingStream(self, stream_id or uuid.uuid4().hex[:16], target)
-
-    async def send_stream(
-        self,
-        parts: AsyncIterable[str] | Iterable[str],
-        *,
-        to: str | None = None,
-        topic: str | None = None,
-        data: dict[str, Any] | None = None,
-    ) -> dict[str, Any]:
-        """Send every part of `parts` (an async generator, say), then the final
-        part; returns the final part's `ack`."""
-        async with self.stream(to=to, topic=topic) as outgoing:
-            if isinstance(parts, AsyncIterable):
-                async for delta in parts:
-                    await outgoing.send(delta)
-            else:
-                for delta in parts:
-                    await outgoing.send(delta)
-            return await outgoing.finish(data=data)
-
-    # --- token refresh (SPEC §10) -------------------------------------------------
-
-    async def _refresh_before(self, expires_at: str, server_time: str) -> None:
-        """The fallback timer: refresh `refresh_margin` s before expiry if the
-        server's `token_expiring` did not come (it normally comes 60 s before)."""
-        left = _parse_time(expires_at) - _parse_time(server_time)
-        await asyncio.sleep(max(0.0, left - self.refresh_margin))
-        if self.expires_at == expires_at:
-            self._start_refresh({"type": "token_expiring", "expires_at": expires_at})
-
-    def _start_refresh(self, frame: dict[str, Any]) -> None:
-        # Once per expiry: the server's warning and the fallback timer may both
-        # come for the same one.
-        if frame.get("expires_at") == self._expiring_for:
-            return
-        self._expiring_for = frame.get("expires_at")
-        if self._token_provider is None:
-            self._emit("token_expiring", frame)
-            return
-        if self._refreshing is None or self._refreshing.done():
-            self._refreshing = asyncio.create_task(self._refresh())
-
-    async def _refresh(self) -> None:
-        try:
-            token = await self._provide_token()
-            if not token:
-                return
-            self._token = token
-            reply = await self._request({"type": "refresh", "token": token})
-        except Exception as failed:  # the 4401 that follows is handled as a close
-            logger.warning("bridge_client: token refresh failed: %r", failed)
-            return
-        self.stats["refreshes"] += 1
-        self.expires_at = reply.get("expires_at")
-        connection = self._connection
-        if connection is not None and self.expires_at:
-            now = datetime.now().astimezone().isoformat()
-            connection.tasks.append(
-                asyncio.create_task(self._refresh_before(self.expires_at, now))
-            )
-
     async def _stop_dispatcher(self) -> None:
         if self._dispatch_task is None:
             return
@@ -863,77 +505,3 @@ class Client:
             self._dispatch_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._dispatch_task
-
-
-class OutgoingStream:
-    """One streamed message being sent; see `Client.stream`."""
-
-    def __init__(self, client: Client, stream_id: str, target: dict[str, str]) -> None:
-        self.client = client
-        self.stream_id = stream_id
-        self.target = target
-        self.ack: dict[str, Any] | None = None
-        self._connection: _Connection | None = None
-        self._error: Exception | None = None
-        self._finished = False
-
-    def _refused(self, error: FrameRefused) -> None:
-        self._error = error
-
-    def _frame(self, **fields: Any) -> dict[str, Any]:
-        return {"type": "stream", "stream_id": self.stream_id, **self.target, **fields}
-
-    async def _check(self) -> _Connection:
-        if self._error is not None:
-            raise self._error
-        connection = await self.client._wait_connected(None)
-        if self._connection is None:
-            self._connection = connection
-        elif connection is not self._connection:
-            raise StreamInterrupted(f"stream {self.stream_id} lost its connection")
-        return connection
-
-    async def send(self, delta: str) -> None:
-        """Send one part (a non-empty string). Raises the refusal of an earlier
-        part, if the server refused one."""
-        connection = await self._check()
-        ref = f"p{next(self.client._refs)}"
-        self.client._parts[ref] = self
-        try:
-            await connection.socket.send(json.dumps(self._frame(delta=delta, ref=ref)))
-        except ConnectionClosed:
-            raise StreamInterrupted("the connection closed while sending") from None
-
-    async def finish(
-        self,
-        delta: str = "",
-        *,
-        data: dict[str, Any] | None = None,
-        timeout: float | None = None,
-    ) -> dict[str, Any]:
-        """Send the final part; returns its `ack`."""
-        if self._finished:
-            raise RuntimeError(f"stream {self.stream_id} is already finished")
-        self._finished = True
-        await self._check()
-        fields: dict[str, Any] = {"final": True}
-        if delta:
-            fields["delta"] = delta
-        if data is not None:
-            fields["data"] = data
-        self.ack = await self.client._request(self._frame(**fields), timeout)
-        return self.ack
-
-    async def __aenter__(self) -> OutgoingStream:
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, *rest: object
-    ) -> None:
-        if self._finished or self._error is not None or exc_type is StreamInterrupted:
-            return
-        if exc_type is None:
-            await self.finish()
-        else:
-            with contextlib.suppress(Exception):
-                await self.finish(data={"aborted": True})
