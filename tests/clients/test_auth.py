@@ -98,6 +98,24 @@ async def test_4401_is_retried_once_the_token_provider_has_a_new_token(server, c
     assert client.reconnects == 1
 
 
+async def test_a_failing_token_provider_is_asked_again_after_a_backoff(server, clients):
+    user = fresh_user_id("flaky")
+    answers: list[str | Exception] = [
+        RuntimeError("the token service is down"),
+        mint_token(user),
+    ]
+
+    def provider() -> str:
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    client = clients(server.ws, user_id=user, token_provider=provider)
+    await client.connect()
+    assert client.user_id == user and client.reconnects == 1 and answers == []
+
+
 async def test_4401_is_not_retried_when_the_provider_has_nothing_new(server, clients):
     user = fresh_user_id("stale")
     expired = mint_token(user, ttl_seconds=-10)

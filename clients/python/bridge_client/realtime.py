@@ -39,6 +39,11 @@ from bridge_client.topics import Topics
 
 logger = logging.getLogger(__name__)
 
+
+class TokenProviderFailed(Exception):
+    """The token provider raised; the next attempt asks it again."""
+
+
 # SPEC §11: fix the request first. 4401 is retried only with a new token.
 NEVER_RETRY = frozenset({4400, 4403})
 UNAUTHENTICATED = 4401
@@ -223,6 +228,8 @@ class Client(Topics, Sending, TokenRefresh):
     async def _run(self) -> None:
         try:
             while not self._closing:
+                # close() sets it: a wait below then ends at once.
+                self._wake.clear()
                 self._set_state(State.CONNECTING)
                 ending = await self._connect_and_read()
                 code, error = ending.code, ending.error
@@ -238,7 +245,6 @@ class Client(Topics, Sending, TokenRefresh):
                 logger.info(
                     "bridge_client: closed with %s; reconnecting in %.2f s", code, delay
                 )
-                self._wake.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), delay)
         except Exception as error:  # a bug here must not leave waiters hanging
@@ -260,7 +266,14 @@ class Client(Topics, Sending, TokenRefresh):
             if self._token_provider is None:
                 return None
             old = self._token
-            self._token = await self._provide_token()
+            try:
+                self._token = await self._provide_token()
+            except Exception:
+                # Ask again before the next attempt (in _open), never reuse
+                # the refused token.
+                logger.exception("bridge_client: the token provider failed")
+                self._token = None
+                return self.backoff.next_delay()
             if not self._token or self._token == old:
                 return None
         hint = (ending.error or {}).get("retry_after_ms")
@@ -278,7 +291,11 @@ class Client(Topics, Sending, TokenRefresh):
         if self._queued.personal is not None:
             query["last_seq"] = self._queued.personal
         if self._token is None and self._token_provider is not None:
-            self._token = await self._provide_token()
+            try:
+                self._token = await self._provide_token()
+            except Exception as failed:
+                logger.exception("bridge_client: the token provider failed")
+                raise TokenProviderFailed() from failed
         headers = {"Authorization": f"Bearer {self._token}"} if self._token else {}
         url = f"{self.url}?{urlencode(query)}" if query else self.url
         return await websockets.connect(
@@ -294,6 +311,8 @@ class Client(Topics, Sending, TokenRefresh):
         """One connection, from handshake to close: (close code, error frame)."""
         try:
             socket = await self._open()
+        except TokenProviderFailed:
+            return Ending(None)  # a token server down: try again with backoff
         except InvalidStatus as refused:
             status = refused.response.status_code
             logger.warning("bridge_client: handshake answered HTTP %s", status)
