@@ -1,8 +1,9 @@
 """`python -m bridge_client` against a live server (open mode): listen, push,
-token, reading BRIDGE_URL."""
+token, reading BRIDGE_URL; and the README's bot, run as written."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -10,7 +11,10 @@ import sys
 
 import pytest
 
+from bridge_client import BridgeHTTP, Message, StreamPart
+from tests.support.daphne import REPO
 from tests.support.ids import fresh_user_id
+from tests.support.polling import eventually
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(60)]
 
@@ -80,3 +84,40 @@ def test_token_prints_a_token_and_errors_are_one_line(server):
     refused = cli(server, "push", "--user", "not valid!", "x")
     assert refused.returncode == 1
     assert refused.stderr.startswith("error: 400 invalid")
+
+
+async def test_the_readme_bot_in_15_lines_answers_a_mention(server, clients):
+    readme = (REPO / "clients" / "python" / "README.md").read_text()
+    section = readme.split("## A bot in 15 lines", 1)[1]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    assert len([line for line in code.splitlines() if line.strip()]) <= 15
+    code = code.replace("http://127.0.0.1:8000", server.http)
+    bot = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", code, env=cli_env(server)
+    )
+    try:
+        user = fresh_user_id("reader")
+        alice = clients(server.ws, user_id=user)
+        answers: list[Message] = []
+        parts: list[StreamPart] = []
+        alice.on("message", answers.append)
+        alice.on("stream", parts.append)
+        await alice.connect()
+        await eventually(lambda: _bot_online(server), within=20)
+        await alice.send_message("ping @echo_bot")
+        await eventually(lambda: _count(answers, 1), within=10)
+        assert answers[0].sender == "echo_bot"
+        assert answers[0].text == "You said: ping @echo_bot "
+        assert len(parts) == 4
+    finally:
+        bot.terminate()
+        await bot.wait()
+
+
+def _bot_online(server) -> None:
+    with BridgeHTTP(server.http) as http:
+        assert http.connections("echo_bot")["connections"]
+
+
+def _count(items: list, n: int) -> None:
+    assert len(items) >= n
