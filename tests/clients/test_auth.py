@@ -5,6 +5,9 @@ token provider."""
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -210,3 +213,27 @@ async def test_a_bot_connects_with_its_api_key_and_a_user_with_a_minted_token(
         await bot.send_message("hi from the bot", to=user)
         await eventually(lambda: _count(got, 1), within=5)
         assert got[0].sender == "echo_bot"
+
+
+async def test_the_cli_listens_in_token_mode_with_a_minted_token(server, keys):
+    user = fresh_user_id("cli")
+    env = {**os.environ, "BRIDGE_URL": server.http, "BRIDGE_API_KEY": keys["service"]}
+    listen = await asyncio.create_subprocess_exec(
+        *(sys.executable, "-m", "bridge_client", "listen", "--user", user),
+        *("--count", "1"),
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert listen.stderr is not None
+        started = await asyncio.wait_for(listen.stderr.readline(), 20)
+        assert started.decode().startswith(f"# listening as {user}")
+        async with AsyncBridgeHTTP(server.http, keys["service"]) as http:
+            await http.push(user_id=user, message="in token mode")
+        out, _ = await asyncio.wait_for(listen.communicate(), 20)
+    finally:
+        if listen.returncode is None:
+            listen.kill()
+            await listen.wait()
+    assert json.loads(out)["data"] == {"text": "in token mode"}
