@@ -442,6 +442,10 @@ class Client(Topics, Sending, TokenRefresh):
     def _on_message(self, connection: Connection, frame: dict[str, Any]) -> None:
         stream = stream_key(frame)
         subscription = self._subscriptions.get(stream) if stream != PERSONAL else None
+        if stream != PERSONAL and subscription is None:
+            # Sent before our unsubscribe reached the server: the app left.
+            self.stats["after_unsubscribe"] += 1
+            return
         handlers = (
             [subscription.handler]
             if subscription is not None and subscription.handler is not None
