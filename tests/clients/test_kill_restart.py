@@ -140,7 +140,9 @@ async def test_server_killed_and_restarted_under_1000_pushes_loses_and_repeats_n
     print(
         f"\nCLIENT KILL-RESTART LEDGER: pushes={PUSHES} accepted={len(replies)} "
         f"delivered={len(markers)} lost={lost} duplicated={duplicated} "
-        f"accepted_while_disconnected={while_down} reconnects={client.reconnects} "
+        f"accepted_while_disconnected={while_down} "
+        f"connections={_count_state(ledger, State.CONNECTED)} "
+        f"reconnect_attempts={client.reconnects} "
         f"server_down_for={back_at - killed_at:.2f}s "
         f"kill_to_resumed={reconnected_at - killed_at:.2f}s "
         f"restart_ready_to_resumed={max(0.0, reconnected_at - back_at):.2f}s "
@@ -155,11 +157,16 @@ async def test_server_killed_and_restarted_under_1000_pushes_loses_and_repeats_n
     # The control saw the same: the server delivered them, the client resumed.
     assert [m.seq for m in control.messages] == seqs
     assert client.reconnects >= 1
+    assert _count_state(ledger, State.CONNECTED) == 2  # one drop, one resume
     # The kill was a drop (1006), not a clean close.
     closes = [c.code for _, c in ledger.states if c.state is State.DISCONNECTED]
     assert closes[0] == 1006, closes
     assert client.positions.personal == PUSHES
     assert while_down > 0, "no push fell in the outage: the test proved nothing"
+
+
+def _count_state(ledger: Ledger, state: State) -> int:
+    return sum(1 for _, change in ledger.states if change.state is state)
 
 
 def _at_least(replies: dict[str, int], count: int) -> None:
