@@ -32,6 +32,7 @@ from pathlib import Path
 from bench import report, scenarios
 from bench.machine import REPO, machine_info, raise_nofile_limit
 from bench.targets import (
+    BRIDGE_CONFIGS,
     SERVERS,
     UVICORN_WS,
     BridgeTarget,
@@ -79,7 +80,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--scenario",
         action="append",
         metavar="NAME[,NAME]",
-        help="S1..S6 (repeatable or comma-separated; default: all)",
+        help="S1..S7 (repeatable or comma-separated; default: all)",
     )
     parser.add_argument("--list", action="store_true", help="list scenarios and exit")
     parser.add_argument(
@@ -111,23 +112,35 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     server.add_argument(
         "--server",
         choices=SERVERS,
-        default="daphne",
-        help="ASGI server for Bridge and the reference alike (default daphne;"
-        " uvicorn runs with uvloop and httptools, from the `bench` extra:"
-        " pip install -e '.[bench]')",
+        default=None,
+        help="run Bridge and one reference alike under this ASGI server (uvicorn"
+        " runs with uvloop and httptools, from the `bench` extra: pip install -e"
+        " '.[bench]'). Default: the headline run, Bridge on daphne in its"
+        " production configuration against the reference on uvicorn and on"
+        " daphne",
+    )
+    server.add_argument(
+        "--bridge-config",
+        choices=BRIDGE_CONFIGS,
+        default=None,
+        help="production: DEBUG=0, token mode (an API key on every push, a token"
+        " on every WebSocket), HTTPS posture behind a proxy; dev: DEBUG=1, open"
+        " mode, as `make run`. Default: production for the headline run, dev"
+        " with --server",
     )
     server.add_argument(
         "--uvicorn-ws",
         choices=UVICORN_WS,
         default=UVICORN_WS[0],
-        help=f"with --server uvicorn: its WebSocket implementation (default"
+        help=f"uvicorn's WebSocket implementation, where uvicorn runs (default"
         f" {UVICORN_WS[0]})",
     )
     server.add_argument(
         "--processes",
         type=int,
         default=1,
-        help="server processes for Bridge (default 1)",
+        help="server processes for Bridge (default 1; the reference always runs"
+        " one: its state is a dict in that process)",
     )
     server.add_argument(
         "--target",
@@ -207,11 +220,25 @@ def target_factories(
     in-memory reference unless --no-reference. The first is the numerator of
     the ratio columns. Bridge's processes get `scenario_env` (what the selected
     scenarios need, e.g. S6's topic namespace), then --server-env over it."""
-    reference = [
-        lambda: ReferenceTarget(
-            keep_dir=args.keep_dir, server=args.server, uvicorn_ws=args.uvicorn_ws
-        )
-    ]
+    if headline(args):
+        # The headline run: the reference on the fastest plain stack (uvicorn,
+        # uvloop, httptools) is the anchor; on daphne, Bridge's own server, it
+        # isolates the server's share of the difference.
+        reference = [
+            lambda server=server: ReferenceTarget(
+                keep_dir=args.keep_dir,
+                server=server,
+                uvicorn_ws=args.uvicorn_ws,
+                name=f"ref-{server}",
+            )
+            for server in ("uvicorn", "daphne")
+        ]
+    else:
+        reference = [
+            lambda: ReferenceTarget(
+                keep_dir=args.keep_dir, server=args.server, uvicorn_ws=args.uvicorn_ws
+            )
+        ]
     if args.reference_only:
         return reference
     if args.target:
@@ -225,11 +252,23 @@ def target_factories(
                 extra_env=env,
                 keep_dir=args.keep_dir,
                 app_dir=args.app_dir.resolve(),
-                server=args.server,
+                server=args.server or "daphne",
                 uvicorn_ws=args.uvicorn_ws,
+                config=bridge_config(args),
             )
         ]
     return factories if args.no_reference else factories + reference
+
+
+def headline(args: argparse.Namespace) -> bool:
+    """No --server: Bridge on daphne against the reference on uvicorn and daphne."""
+    return args.server is None
+
+
+def bridge_config(args: argparse.Namespace) -> str:
+    if args.bridge_config:
+        return args.bridge_config
+    return "production" if headline(args) else "dev"
 
 
 def _progress(message: str) -> None:
@@ -277,10 +316,12 @@ def main(argv: list[str] | None = None) -> int:
         scenarios.build(name, quick=args.quick, **overrides)
         for name in _scenario_names(args.scenario)
     ]
-    missing = missing_server_packages(args.server, args.uvicorn_ws)
+    needs = "uvicorn" if headline(args) else args.server
+    missing = missing_server_packages(needs, args.uvicorn_ws)
     if missing:
+        what = "the headline run" if headline(args) else f"--server {args.server}"
         raise SystemExit(
-            f"--server {args.server} needs {', '.join(missing)}, not installed in"
+            f"{what} needs {', '.join(missing)}, not installed in"
             f" {sys.executable}.\nInstall the bench extra: pip install -e '.[bench]'"
             " (or: pip install 'uvicorn[standard]')"
         )
@@ -298,11 +339,18 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     machine = machine_info(args.app_dir.resolve())
-    machine["server"] = args.server
-    if args.server == "uvicorn":
-        machine["server"] += f" (uvloop, httptools, ws {args.uvicorn_ws})"
+    uvicorn = f"uvicorn (uvloop, httptools, ws {args.uvicorn_ws})"
+    if headline(args):
+        machine["server"] = (
+            f"Bridge on daphne ({bridge_config(args)} config, {args.processes}"
+            f" process(es)); ref-uvicorn on {uvicorn}, ref-daphne on daphne, one"
+            " process each"
+        )
+    else:
+        machine["server"] = uvicorn if args.server == "uvicorn" else args.server
+        machine["server"] += f"; Bridge {bridge_config(args)} config"
     if args.target:
-        machine["server"] += " for the reference; Bridge is --target"
+        machine["server"] += "; Bridge is --target"
     print(report.header(machine), flush=True)
     print(f"  limits  : RLIMIT_NOFILE {soft}/{hard}", flush=True)
 
