@@ -52,6 +52,7 @@ import json
 import re
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs
@@ -285,7 +286,7 @@ async def _http(scope: dict, receive: Callable, send: Send) -> None:
         await _error(send, 400, "invalid", str(exc), getattr(exc, "detail", {}))
         return
     replies = [
-        await (_deliver_part(*push) if len(push) == 4 else _deliver(*push))
+        await (_deliver_part(push) if isinstance(push, Part) else _deliver(*push))
         for push in pushes
     ]
     reply = replies[0] if path == "/sse/push" else {"results": replies}
@@ -308,10 +309,9 @@ async def _read_body(receive: Callable) -> bytes | None:
             return b"".join(chunks)
 
 
-def _validate(item: Any) -> tuple:
-    """A push body -> (user ids or a topic, event, data, persist), or for a
-    streamed part (target, event, persist, (stream id, delta, final, data));
-    raises Invalid."""
+def _validate(item: Any) -> tuple | Part:
+    """A push body -> (user ids or a topic, event, data, persist), or a Part
+    for a streamed part; raises Invalid."""
     if not isinstance(item, dict):
         raise Invalid("a push must be a JSON object")
     if "stream_id" in item:
@@ -351,7 +351,20 @@ def _validate(item: Any) -> tuple:
     return targets, event, data, persist
 
 
-def _validate_part(item: dict) -> tuple:
+@dataclass(frozen=True, slots=True)
+class Part:
+    """One validated part of a streamed message (SPEC §9)."""
+
+    targets: list[str] | str
+    event: str
+    persist: bool
+    stream_id: str
+    delta: str
+    final: bool
+    data: dict
+
+
+def _validate_part(item: dict) -> Part:
     stream_id = item["stream_id"]
     if not isinstance(stream_id, str) or not STREAM_ID.match(stream_id):
         raise Invalid("invalid 'stream_id'")
@@ -371,20 +384,18 @@ def _validate_part(item: dict) -> tuple:
     targets, event, _data, persist = _validate(rest)
     if isinstance(targets, list) and len(targets) != 1:
         raise Invalid("a streamed part goes to one 'user_id' or 'topic'")
-    return targets, event, persist, (stream_id, delta, final, data)
+    return Part(targets, event, persist, stream_id, delta, final, data)
 
 
-async def _deliver_part(
-    targets: list[str] | str, event: str, persist: bool, part: tuple
-) -> dict:
+async def _deliver_part(part: Part) -> dict:
     """Send one part of a streamed message at once (a `stream` frame encoded
     once, to every connection of the user or subscriber of the topic); on the
     final part, the whole message once. The first part fixes target, event and
     persist."""
-    stream_id, delta, final, data = part
+    stream_id, delta, final = part.stream_id, part.delta, part.final
     stream = streams.get(stream_id)
     if stream is None:
-        stream = streams[stream_id] = Stream(targets, event, persist)
+        stream = streams[stream_id] = Stream(part.targets, part.event, part.persist)
     index = None
     if delta:
         index = stream.index
@@ -409,7 +420,7 @@ async def _deliver_part(
     reply: dict = {"id": stream.id, "stream_id": stream_id, "index": index}
     if final:
         del streams[stream_id]
-        whole = {**data, "text": "".join(stream.parts)}
+        whole = {**part.data, "text": "".join(stream.parts)}
         pushed = await _deliver(
             stream.targets,
             stream.event,

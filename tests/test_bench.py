@@ -89,6 +89,28 @@ async def test_reference_streams_parts_in_order_then_the_whole_message_once():
     assert reference.streams == {}
 
 
+async def test_reference_still_delivers_ordinary_pushes_to_users_and_topics():
+    frames, send = _subscriber()
+    reference.connections["u1"] = {send}
+    reference.subscribers[TOPIC] = {send}
+
+    status, body = await _post("/sse/push", {"user_id": "u1", "data": {"k": 1}})
+    assert status == 202 and body["recipients"][0]["seq"] == 1
+    status, body = await _post("/sse/push", {"topic": TOPIC, "data": {"k": 2}})
+    assert status == 202 and body["seq"] == 1 and body["subscribers"] == 1
+    status, body = await _post(
+        "/sse/push/batch", {"messages": [{"user_id": "u1", "message": "hi"}]}
+    )
+    assert status == 202 and body["results"][0]["recipients"][0]["seq"] == 2
+
+    assert [(f["type"], f["data"]) for f in frames] == [
+        ("message", {"k": 1}),
+        ("message", {"k": 2}),
+        ("message", {"text": "hi"}),
+    ]
+    assert all("stream_id" not in f for f in frames)
+
+
 async def test_reference_refuses_a_streamed_part_in_a_batch_and_bad_parts():
     status, _ = await _post(
         "/sse/push/batch",
