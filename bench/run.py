@@ -1,7 +1,9 @@
 """Benchmark Bridge: WebSocket fan-out of HTTP pushes, end to end.
 
-    python -m bench.run                       # every scenario, full size
+    python -m bench.run                       # the headline run, full size
     python -m bench.run --quick               # every scenario at ~1/10 size
+    python -m bench.run --scenario S1,S2,S3,S6,S7 --processes 2   # the headline set
+    python -m bench.run --scenario S7 --quick # streamed replies to a topic
     python -m bench.run --scenario S1,S2 --json results.json
     python -m bench.run --scenario S1 --connections 200 --pushes 2000
     python -m bench.run --scenario S6 --processes 2   # topic fan-out
@@ -9,15 +11,19 @@
     python -m bench.run --target http://127.0.0.1:8000 --server-pid 1234
     python -m bench.run --no-reference        # Bridge only
     python -m bench.run --reference-only      # the reference bridge only
-    python -m bench.run --server uvicorn      # both targets under uvicorn
+    python -m bench.run --server uvicorn      # Bridge (dev) and a reference, uvicorn
+    python -m bench.run --bridge-config dev   # headline run, Bridge as `make run`
 
 By default each scenario gets a fresh server: an embedded redis-server, a newly
-migrated SQLite file in a temporary directory and N daphne processes. Each
-scenario then runs again against the in-memory reference bridge
-(bench/reference.py, one daphne, no Redis, no database), and the table adds a
-bridge/reference ratio column. `--server uvicorn` runs both under uvicorn
-(uvloop, httptools) instead of daphne (`pip install -e '.[bench]'`). See
-bench/README.md for what every figure means.
+migrated SQLite file in a temporary directory and N daphne processes, Bridge in
+its production configuration (DEBUG=0, token mode: an API key on every push, a
+token on every WebSocket). Each scenario then runs again against the in-memory
+reference bridge (bench/reference.py, no Redis, no database, one process) under
+uvicorn (uvloop, httptools; `pip install -e '.[bench]'`) and under daphne, and
+the headline table gives bridge/ref-uvicorn (the ratio to report) and
+bridge/ref-daphne (the server held equal). `--server S` runs Bridge (dev
+configuration unless --bridge-config production) and one reference under S
+instead. See bench/README.md for what every figure means.
 """
 
 from __future__ import annotations
@@ -419,6 +425,12 @@ def main(argv: list[str] | None = None) -> int:
         ratios = report.ratios(results)
         if ratios:
             print()
+            if headline(args):
+                print(
+                    "Headline: Bridge (daphne, production config) against the"
+                    " reference on uvicorn and on daphne; bridge/ref-uvicorn is the"
+                    " ratio to report, bridge/ref-daphne holds the server equal"
+                )
             print(ratios)
         trouble = report.problems(results, machine.get("nproc"))
         if trouble:
