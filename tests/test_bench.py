@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from bench import load, reference, report, scenarios
+from bench import load, markdown, reference, report, scenarios
 from bench.run import parse_args, target_factories
 from bench.targets import BridgeTarget, ReferenceTarget
 
@@ -182,6 +182,40 @@ def test_headline_table_has_every_target_and_a_ratio_to_each():
     ]
     assert row.split() == ["S7", "deliveries/s", "100", "400", "200", "0.25x", "0.50x"]
     assert losses.split() == ["S7", "lost/duplicates", "0/0", "0/0", "0/0"]
+
+
+def test_markdown_headline_table_from_a_headline_run():
+    def result(target: str, rate: float, cpu: float) -> dict:
+        return {
+            "scenario": "S7",
+            "target": target,
+            "deliveries_per_s": rate,
+            "server_cpu_s": cpu,
+            "parts_delivered": 1000,
+            "latency_ms": {"p99": 10.0},
+            "rss_per_conn_kb": 20.0,
+            "lost": 0,
+            "duplicates": 0,
+        }
+
+    results = {
+        ("S7", r["target"]): r
+        for r in (
+            result("bridge", 100, 0.4),
+            result("ref-uvicorn", 400, 0.1),
+            result("ref-daphne", 200, 0.2),
+        )
+    }
+    lines = markdown.headline_table(results).splitlines()
+    assert "**bridge / ref-uvicorn**" in lines[0]
+    assert lines[2] == (
+        "| S7 | deliveries/s | 100 | 400 | 200 | **0.25x** | 0.50x | 2.00x |"
+    )
+    assert lines[3] == (
+        "| S7 | server CPU µs per part delivered | 400.0 | 100.0 | 200.0"
+        " | **4.00x** | 2.00x | 0.50x |"
+    )
+    assert lines[-1] == "| S7 | lost / duplicates | 0/0 | 0/0 | 0/0 | | | |"
 
 
 def test_default_run_is_bridge_in_production_against_both_references():
