@@ -99,11 +99,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     size.add_argument(
         "--users", type=int, help="distinct users (U); C/U connections per user"
     )
-    size.add_argument("--pushes", type=int, help="messages to push (closed loop)")
+    size.add_argument(
+        "--pushes", type=int, help="messages to push (closed loop); S7: streams"
+    )
     size.add_argument(
         "--concurrency",
         type=int,
-        help="requests in flight (closed loop) / HTTP connection pool (open loop)",
+        help="requests in flight (closed loop; S7: streams in flight) / HTTP"
+        " connection pool (open loop)",
     )
     size.add_argument(
         "--batch",
@@ -322,8 +325,9 @@ def main(argv: list[str] | None = None) -> int:
         scenarios.build(name, quick=args.quick, **overrides)
         for name in _scenario_names(args.scenario)
     ]
-    needs = "uvicorn" if headline(args) else args.server
-    missing = missing_server_packages(needs, args.uvicorn_ws)
+    # The headline run's references need uvicorn; Bridge alone runs on daphne.
+    needs = "uvicorn" if headline(args) and not args.no_reference else args.server
+    missing = missing_server_packages(needs or "daphne", args.uvicorn_ws)
     if missing:
         what = "the headline run" if headline(args) else f"--server {args.server}"
         raise SystemExit(
