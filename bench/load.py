@@ -49,6 +49,9 @@ class Conn:
     topic: str | None = None
     subscribe_s: float | None = None  # `subscribe` sent -> `subscribed` received
     foreign: int = 0  # topic `message` frames for another topic than `topic`
+    # S7: `stream` parts and the streamed messages' finals, in arrival order:
+    # ("part", stream_id, index, delta, receive time) and ("final", stream_id).
+    streams: list[tuple] = field(default_factory=list)
 
     @property
     def stream(self) -> str:
@@ -71,12 +74,16 @@ class ClientPool:
         connect_concurrency: int = 100,
         open_timeout: float = 30.0,
         topic: str | None = None,
+        queries: dict[str, str] | None = None,
     ) -> None:
+        """`queries`: the `/ws` query string per user (a token in token mode,
+        Target.ws_query); default `user_id=<user>` (open mode)."""
         self.users = list(users)
         self.conns = []
         for i in range(connections):
             user = self.users[i % len(self.users)]
-            url = f"{ws_urls[i % len(ws_urls)]}/ws?user_id={user}"
+            query = queries[user] if queries else f"user_id={user}"
+            url = f"{ws_urls[i % len(ws_urls)]}/ws?{query}"
             self.conns.append(Conn(index=i, user=user, url=url, topic=topic))
         self.connect_concurrency = connect_concurrency
         self.open_timeout = open_timeout
@@ -181,13 +188,29 @@ class ClientPool:
                 received_at = now()
                 frame = loads(raw)
                 kind = frame.get("type")
-                if kind == "message":
+                if kind == "stream":
+                    if conn.topic is not None and frame.get("topic") != conn.topic:
+                        conn.foreign += 1
+                        continue
+                    conn.streams.append(
+                        (
+                            "part",
+                            frame.get("stream_id"),
+                            frame.get("index"),
+                            frame.get("delta"),
+                            received_at,
+                        )
+                    )
+                    self.received += 1
+                elif kind == "message":
                     if conn.topic is not None and frame.get("topic") != conn.topic:
                         conn.foreign += 1
                         continue
                     data = frame.get("data")
                     bid = data.get("bid") if isinstance(data, dict) else None
                     frames.append((bid, frame.get("seq"), received_at))
+                    if "stream_id" in frame:
+                        conn.streams.append(("final", frame["stream_id"]))
                     self.received += 1
                 elif kind == "ping":
                     conn.other_frames["ping"] += 1
@@ -247,6 +270,13 @@ class Ledger:
     # reply's `subscribers` count, one per accepted push (SPEC §8).
     topic_seqs: dict[str, int | None] = field(default_factory=dict)
     subscribers: list[int] = field(default_factory=list)
+    # Streamed messages (S7): stream id -> the send time of each part the
+    # server accepted, in order (part i is index i); a stream whose part was
+    # refused stops there, without its final part. The final part's message
+    # is in `accepted` under the stream id, like a push.
+    stream_parts: dict[str, list[float]] = field(default_factory=dict)
+    # Parts whose 202 reply gave another `index` than their place in the stream.
+    part_index_mismatches: int = 0
 
     def record(self, status: str, items: list[tuple[str, str]], sent: float) -> None:
         done = now()
@@ -340,10 +370,19 @@ class HttpPool:
     most of its CPU there and became the bottleneck (encode/httpx#3215,
     encode/httpcore#1035). One connection per client keeps that scan O(1)."""
 
-    def __init__(self, http_urls: Sequence[str], size: int, timeout: float) -> None:
+    def __init__(
+        self,
+        http_urls: Sequence[str],
+        size: int,
+        timeout: float,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        """`headers`: sent with every request (Target.http_headers: an API key
+        and proxy headers in token mode)."""
         self.urls = list(http_urls)
         self.clients = [
-            (self.urls[i % len(self.urls)], _http_client(timeout)) for i in range(size)
+            (self.urls[i % len(self.urls)], _http_client(timeout, headers))
+            for i in range(size)
         ]
         # Free clients per URL, for the open loop (FIFO, so waiting is fair).
         self._free: dict[str, asyncio.Queue] = {u: asyncio.Queue() for u in self.urls}
@@ -370,8 +409,11 @@ def _ssl_context() -> ssl.SSLContext:
     return ssl.create_default_context()
 
 
-def _http_client(timeout: float) -> httpx.AsyncClient:
+def _http_client(
+    timeout: float, headers: dict[str, str] | None = None
+) -> httpx.AsyncClient:
     return httpx.AsyncClient(
+        headers=headers,
         http1=True,
         http2=False,
         verify=_ssl_context(),
@@ -465,6 +507,90 @@ async def open_loop(
         tasks.append(asyncio.create_task(send(url, _item(tag, index, users), due)))
     ledger.last_send = now()
     await asyncio.gather(*tasks)
+
+
+def _part_body(
+    topic: str, stream_id: str, index: int, sent: float, final: bool
+) -> bytes:
+    """Part `index` of a streamed message to `topic` (SPEC §9 over HTTP). The
+    `delta` carries the part's number and send time (`<index>@<t>;`), so the
+    joined text is checkable and each part's latency measurable; the final part
+    carries `data` {bid: stream id, t}, which the stored message keeps."""
+    body: dict = {
+        "topic": topic,
+        "stream_id": stream_id,
+        "event": "bench",
+        "delta": f"{index}@{sent:.6f};",
+    }
+    if final:
+        body["final"] = True
+        body["data"] = {"bid": stream_id, "t": sent}
+    return _dumps(body).encode()
+
+
+async def stream_loop(
+    pool: HttpPool,
+    topic: str,
+    *,
+    tag: str,
+    streams: int,
+    parts: int,
+    ledger: Ledger,
+) -> None:
+    """`streams` streamed messages of `parts` parts each to `topic`, one worker
+    per connection of `pool`: a worker sends one stream's parts one after the
+    other (each when the previous one answered, the way a producer streams a
+    reply), the last with `final: true`, then takes the next stream. So the
+    pool size is the number of streams in flight (Bridge allows
+    BRIDGE_MAX_OPEN_STREAMS, default 10, per API key)."""
+    next_stream = itertools.count()
+
+    async def one_stream(url: str, client: httpx.AsyncClient, number: int) -> None:
+        stream_id = f"{tag}-{number}"
+        accepted = ledger.stream_parts.setdefault(stream_id, [])
+        for index in range(parts):
+            final = index == parts - 1
+            sent = now()
+            if ledger.first_send is None:
+                ledger.first_send = sent
+            ledger.attempted += 1
+            body = _part_body(topic, stream_id, index, sent, final)
+            status, text = await _send(client, url + "/sse/push", body)
+            if status != "202" and status not in ledger.sample_errors:
+                ledger.sample_errors[status] = one_line(text)
+            if final:
+                if status == "202":
+                    _record_topic_reply(ledger, [(stream_id, topic)], text, False)
+                ledger.record(status, [(stream_id, topic)], sent)
+            else:
+                ledger.record(status, [], sent)
+            if status != "202":
+                return  # the stream ends here (the server finishes it later)
+            accepted.append(sent)
+            try:
+                if json.loads(text).get("index") != index:
+                    ledger.part_index_mismatches += 1
+            except (ValueError, AttributeError):
+                ledger.part_index_mismatches += 1
+
+    async def worker(url: str, client: httpx.AsyncClient) -> None:
+        for number in next_stream:
+            if number >= streams:
+                return
+            await one_stream(url, client, number)
+
+    await asyncio.gather(*(worker(url, client) for url, client in pool.clients))
+
+
+async def _send(client: httpx.AsyncClient, url: str, body: bytes) -> tuple[str, str]:
+    """POST one JSON body: (status or exception name, reply text)."""
+    try:
+        reply = await client.post(
+            url, content=body, headers={"Content-Type": "application/json"}
+        )
+    except httpx.HTTPError as exc:
+        return type(exc).__name__, str(exc)[:300]
+    return str(reply.status_code), reply.text
 
 
 async def drain(
@@ -564,6 +690,66 @@ def reconcile(ledger: Ledger, pool: ClientPool) -> Deliveries:
             missing = per_user[user] - received_by_user.get(user, Counter())[bid]
             if missing > 0:
                 result.lost_by_user[user] += missing
+    return result
+
+
+@dataclass
+class StreamDeliveries:
+    """Parts of streamed messages (S7), checked on every subscriber: indexes
+    0..n-1 of each stream in order with no gap or duplicate, each `delta` the
+    one sent for that index, then the stream's one final `message`."""
+
+    expected: int = 0  # parts accepted x connections subscribed
+    delivered: int = 0  # distinct expected parts received
+    lost: int = 0
+    duplicates: int = 0  # an index received again on a connection
+    out_of_order: int = 0  # an index that is not the previous one + 1
+    wrong_delta: int = 0  # a part whose delta is not the one sent for its index
+    final_early: int = 0  # the final message before the stream's last part
+    unexpected: int = 0  # parts of streams the bench did not send
+    latencies: list[float] = field(default_factory=list)  # s, one per part
+    last_receive: float | None = None
+
+
+def reconcile_streams(ledger: Ledger, pool: ClientPool) -> StreamDeliveries:
+    result = StreamDeliveries()
+    sent = ledger.stream_parts
+    conns = pool.open_conns
+    result.expected = sum(len(times) for times in sent.values()) * len(conns)
+    for conn in conns:
+        previous: dict[str, int] = {}
+        seen: dict[str, set[int]] = {}
+        for entry in conn.streams:
+            stream_id = entry[1]
+            if entry[0] == "final":
+                if stream_id in sent and len(seen.get(stream_id, ())) < len(
+                    sent[stream_id]
+                ):
+                    result.final_early += 1
+                continue
+            _kind, _sid, index, delta, received_at = entry
+            times = sent.get(stream_id)
+            if times is None or not isinstance(index, int):
+                result.unexpected += 1
+                continue
+            mine = seen.setdefault(stream_id, set())
+            if index in mine:
+                result.duplicates += 1
+                continue
+            if index != previous.get(stream_id, -1) + 1:
+                result.out_of_order += 1
+            previous[stream_id] = index
+            if index >= len(times):
+                result.unexpected += 1
+                continue
+            if delta != f"{index}@{times[index]:.6f};":
+                result.wrong_delta += 1
+            mine.add(index)
+            result.delivered += 1
+            result.latencies.append(received_at - times[index])
+            if result.last_receive is None or received_at > result.last_receive:
+                result.last_receive = received_at
+    result.lost = result.expected - result.delivered
     return result
 
 

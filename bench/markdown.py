@@ -5,6 +5,11 @@
 One row per scenario: Bridge's and the reference's deliveries per second and
 their ratio, p99 latency, server CPU ms per message, RSS per connection, lost
 and duplicate deliveries, and the load average of each run.
+
+A headline run (targets `bridge`, `ref-uvicorn`, `ref-daphne`) gets the
+headline table instead: per scenario and figure, the three values,
+bridge / ref-uvicorn (the ratio to report), bridge / ref-daphne and
+ref-uvicorn / ref-daphne (the server's share), as in docs/performance.md.
 """
 
 from __future__ import annotations
@@ -60,9 +65,78 @@ def _row(bridge: dict[str, Any], reference: dict[str, Any] | None) -> str:
     return "| " + " | ".join(cells) + " |"
 
 
+HEADLINE_TARGETS = ("bridge", "ref-uvicorn", "ref-daphne")
+
+
+def _per(key: str, scale: float):
+    def value(result: dict[str, Any]) -> float | None:
+        cpu, count = result.get("server_cpu_s"), result.get(key)
+        if not isinstance(cpu, int | float) or not count:
+            return None
+        return cpu * scale / count
+
+    return value
+
+
+def _figures(scenario: str) -> list[tuple[str, Any, int]]:
+    """(label, getter, decimals) of the headline table for one scenario."""
+    figures: list[tuple[str, Any, int]] = [
+        ("deliveries/s", lambda r: r.get("deliveries_per_s"), 0)
+    ]
+    if scenario in ("S1", "S2", "S3", "S5"):
+        figures.append(("server CPU ms per message", _per("accepted", 1000), 2))
+    if scenario in ("S3", "S6"):
+        figures.append(("server CPU µs per delivery", _per("delivered", 1e6), 1))
+    if scenario == "S7":
+        figures.append(
+            ("server CPU µs per part delivered", _per("parts_delivered", 1e6), 1)
+        )
+    figures.append(
+        ("latency p99 ms", lambda r: (r.get("latency_ms") or {}).get("p99"), 1)
+    )
+    figures.append(("RSS per connection KB", lambda r: r.get("rss_per_conn_kb"), 1))
+    return figures
+
+
+def headline_table(results: dict[tuple[str, str], dict[str, Any]]) -> str:
+    lines = [
+        "| scenario | figure | bridge | ref-uvicorn | ref-daphne "
+        "| **bridge / ref-uvicorn** | bridge / ref-daphne | ref-uvicorn / ref-daphne |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+
+    def ratio(x: float | None, y: float | None) -> str:
+        return f"{x / y:.2f}x" if x is not None and y else "-"
+
+    for scenario in sorted({key[0] for key in results}):
+        found = [results.get((scenario, name)) for name in HEADLINE_TARGETS]
+        if found[0] is None:
+            continue
+        for label, getter, decimals in _figures(scenario):
+            b, u, d = (getter(r) if r else None for r in found)
+            if b is None and u is None and d is None:
+                continue
+            cells = [f"{v:,.{decimals}f}" if v is not None else "-" for v in (b, u, d)]
+            lines.append(
+                f"| {scenario} | {label} | {' | '.join(cells)} | **{ratio(b, u)}**"
+                f" | {ratio(b, d)} | {ratio(u, d)} |"
+            )
+        if "lost" in found[0]:
+            losses = [
+                f"{r['lost']}/{r['duplicates']}" if r and "lost" in r else "-"
+                for r in found
+            ]
+            lines.append(
+                f"| {scenario} | lost / duplicates | {' | '.join(losses)} | | | |"
+            )
+    return "\n".join(lines)
+
+
 def table(path: Path) -> str:
     document = json.loads(path.read_text())
     results = {(r["scenario"], r["target"]): r for r in document["results"]}
+    if any(target == "ref-uvicorn" for _scenario, target in results):
+        return headline_table(results)
     lines = [
         "| scenario | Bridge deliveries | reference | Bridge / reference "
         "| Bridge p99 ms | reference p99 ms | Bridge CPU ms/msg | reference CPU ms/msg "

@@ -19,8 +19,17 @@ keeps a dict user_id -> set of live WebSocket `send` callables and a per-user
   "online", "connections"}]}`. A topic push is encoded once and sent to every
   subscribed connection, with the topic's own `seq`; the reply is 202 `{"id",
   "topic", "seq", "subscribers", "recipients": []}`.
+- `POST /sse/push` with `stream_id` and `delta` (and `final: true` on the
+  last part) instead of `data`/`message` (SPEC §9, a streamed message): each
+  part is sent at once, encoded once, as a `stream` frame (`id`, `stream_id`,
+  `from: null`, `to` or `topic`, `index` 0, 1, 2..., `delta`) to every
+  connection of the user or subscriber of the topic, in arrival order; the
+  final part then sends the whole message once as an ordinary `message` with
+  its `seq`, `data.text` = the parts joined (plus the final part's `data`) and
+  `stream_id`. Reply 202 `{"id", "stream_id", "index", "final"}`, the final
+  part's with the push reply as well.
 - `POST /sse/push/batch`: `{"messages": [...]}` -> 202 `{"results": [...]}`,
-  validated all-or-nothing first.
+  validated all-or-nothing first (a streamed part is refused there).
 - `GET /health`: 200 `{"status": "ok"}`.
 
 Not implemented (Bridge's cost, not the reference's): authentication, mentions
@@ -30,9 +39,11 @@ resume (so `subscribed.recovered` is false when `since` is behind the topic's
 well-formed topic outside `user:` may be subscribed to and pushed to),
 membership, topic presence and `join`/`leave`, client publishing to topics,
 presence across processes, connection limits, server heartbeats, rate limits,
-metrics. Served by daphne like Bridge, so both pay the same server
-overhead (Twisted, daphne's HTTP/WebSocket protocol, its access log); with
-`python -m bench.run --server uvicorn` both run under uvicorn instead.
+metrics; for streams, their owners (a stream id is everyone's), limits, idle
+timeout and the checks of a stream's state. It runs under daphne or uvicorn:
+`python -m bench.run` runs it under both (the uvicorn one is the headline's
+anchor, the daphne one isolates the server's share); with `--server S`, one
+reference under S, as Bridge.
 """
 
 from __future__ import annotations
@@ -41,6 +52,7 @@ import json
 import re
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs
@@ -56,6 +68,7 @@ EVENT = re.compile(r"^[a-z][a-z0-9_.:-]{0,63}$")
 TOPIC = re.compile(
     r"^(?P<ns>[a-z][a-z0-9_-]{0,31}):[A-Za-z0-9_.@=-][A-Za-z0-9_.:@=-]{0,127}$"
 )
+STREAM_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 MAX_SUBSCRIPTIONS = 100  # per connection, BRIDGE_MAX_SUBSCRIPTIONS' default
 
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
@@ -69,6 +82,20 @@ seqs: dict[str, int] = {}
 subscribers: dict[str, set[Send]] = {}
 # topic -> last seq handed out (the topic's own sequence, SPEC §8)
 topic_seqs: dict[str, int] = {}
+# stream id -> an open streamed message (SPEC §9); removed by its final part
+streams: dict[str, Stream] = {}
+
+
+class Stream:
+    __slots__ = ("event", "id", "index", "parts", "persist", "targets")
+
+    def __init__(self, targets: list[str] | str, event: str, persist: bool) -> None:
+        self.id = str(uuid.uuid4())
+        self.targets = targets
+        self.event = event
+        self.persist = persist
+        self.index = 0  # the next part's
+        self.parts: list[str] = []
 
 
 def now_text() -> str:
@@ -248,6 +275,8 @@ async def _http(scope: dict, receive: Callable, send: Send) -> None:
             pushes = []
             for index, item in enumerate(items):
                 try:
+                    if isinstance(item, dict) and "stream_id" in item:
+                        raise Invalid("a streamed part goes one per request")
                     pushes.append(_validate(item))
                 except Invalid as exc:
                     errors = {"non_field_errors": [str(exc)]}
@@ -256,7 +285,10 @@ async def _http(scope: dict, receive: Callable, send: Send) -> None:
     except ValueError as exc:  # Invalid, or not JSON
         await _error(send, 400, "invalid", str(exc), getattr(exc, "detail", {}))
         return
-    replies = [await _deliver(*push) for push in pushes]
+    replies = [
+        await (_deliver_part(push) if isinstance(push, Part) else _deliver(*push))
+        for push in pushes
+    ]
     reply = replies[0] if path == "/sse/push" else {"results": replies}
     await _reply(send, 202, _dumps(reply).encode())
 
@@ -277,10 +309,13 @@ async def _read_body(receive: Callable) -> bytes | None:
             return b"".join(chunks)
 
 
-def _validate(item: Any) -> tuple[list[str] | str, str, Any, bool]:
-    """A push body -> (user ids or a topic, event, data, persist); raises Invalid."""
+def _validate(item: Any) -> tuple | Part:
+    """A push body -> (user ids or a topic, event, data, persist), or a Part
+    for a streamed part; raises Invalid."""
     if not isinstance(item, dict):
         raise Invalid("a push must be a JSON object")
+    if "stream_id" in item:
+        return _validate_part(item)
     if sum(key in item for key in ("user_id", "user_ids", "topic")) != 1:
         raise Invalid("give exactly one of 'user_id', 'user_ids' or 'topic'")
     targets: list[str] | str
@@ -316,13 +351,104 @@ def _validate(item: Any) -> tuple[list[str] | str, str, Any, bool]:
     return targets, event, data, persist
 
 
+@dataclass(frozen=True, slots=True)
+class Part:
+    """One validated part of a streamed message (SPEC §9)."""
+
+    targets: list[str] | str
+    event: str
+    persist: bool
+    stream_id: str
+    delta: str
+    final: bool
+    data: dict
+
+
+def _validate_part(item: dict) -> Part:
+    stream_id = item["stream_id"]
+    if not isinstance(stream_id, str) or not STREAM_ID.match(stream_id):
+        raise Invalid("invalid 'stream_id'")
+    if "user_ids" in item or "message" in item:
+        raise Invalid("a streamed part goes to one 'user_id' or 'topic', with 'delta'")
+    final = item.get("final", False)
+    if not isinstance(final, bool):
+        raise Invalid("'final' must be a boolean")
+    delta = item.get("delta", "")
+    if not isinstance(delta, str) or (not delta and not final):
+        raise Invalid("'delta' must be a non-empty string (or empty on the final part)")
+    data = item.get("data", {})
+    if not isinstance(data, dict) or (data and not final):
+        raise Invalid("'data' is an object, on the final part only")
+    rest = {k: v for k, v in item.items() if k not in ("stream_id", "delta", "final")}
+    rest["data"] = None
+    targets, event, _data, persist = _validate(rest)
+    if isinstance(targets, list) and len(targets) != 1:
+        raise Invalid("a streamed part goes to one 'user_id' or 'topic'")
+    return Part(targets, event, persist, stream_id, delta, final, data)
+
+
+async def _deliver_part(part: Part) -> dict:
+    """Send one part of a streamed message at once (a `stream` frame encoded
+    once, to every connection of the user or subscriber of the topic); on the
+    final part, the whole message once. The first part fixes target, event and
+    persist."""
+    stream_id, delta, final = part.stream_id, part.delta, part.final
+    stream = streams.get(stream_id)
+    if stream is None:
+        stream = streams[stream_id] = Stream(part.targets, part.event, part.persist)
+    index = None
+    if delta:
+        index = stream.index
+        stream.index += 1
+        stream.parts.append(delta)
+        frame: dict = {
+            "type": "stream",
+            "id": stream.id,
+            "stream_id": stream_id,
+            "from": None,
+        }
+        if isinstance(stream.targets, str):
+            frame["topic"] = stream.targets
+            live = tuple(subscribers.get(stream.targets, ()))
+        else:
+            frame["to"] = stream.targets[0]
+            live = tuple(connections.get(stream.targets[0], ()))
+        frame.update(index=index, delta=delta)
+        event_out = {"type": "websocket.send", "text": _dumps(frame)}
+        for send in live:
+            await send(event_out)
+    reply: dict = {"id": stream.id, "stream_id": stream_id, "index": index}
+    if final:
+        del streams[stream_id]
+        whole = {**part.data, "text": "".join(stream.parts)}
+        pushed = await _deliver(
+            stream.targets,
+            stream.event,
+            whole,
+            stream.persist,
+            message_id=stream.id,
+            stream_id=stream_id,
+        )
+        reply = {**pushed, **reply}
+    reply["final"] = final
+    return reply
+
+
 async def _deliver(
-    targets: list[str] | str, event: str, data: Any, persist: bool
+    targets: list[str] | str,
+    event: str,
+    data: Any,
+    persist: bool,
+    *,
+    message_id: str | None = None,
+    stream_id: str | None = None,
 ) -> dict:
     """Number, encode (once per recipient) and send one push; its reply entry."""
     if isinstance(targets, str):
-        return await _deliver_topic(targets, event, data, persist)
-    message_id = str(uuid.uuid4())
+        return await _deliver_topic(
+            targets, event, data, persist, message_id=message_id, stream_id=stream_id
+        )
+    message_id = message_id or str(uuid.uuid4())
     timestamp = now_text()
     recipients = []
     for user_id in targets:
@@ -332,7 +458,7 @@ async def _deliver(
         live = tuple(connections.get(user_id, ()))
         if live:
             event_out = _message_send(
-                message_id, seq, event, data, timestamp, to=user_id
+                message_id, seq, event, data, timestamp, to=user_id, stream_id=stream_id
             )
             for send in live:
                 await send(event_out)
@@ -356,9 +482,11 @@ def _message_send(
     *,
     to: str | None,
     topic: str | None = None,
+    stream_id: str | None = None,
 ) -> dict:
-    """One `message` frame (SPEC §3, plus `topic` for a topic, §8), encoded
-    once as the ASGI send event every recipient connection gets."""
+    """One `message` frame (SPEC §3, plus `topic` for a topic, §8, and
+    `stream_id` for a streamed message, §9), encoded once as the ASGI send
+    event every recipient connection gets."""
     frame = {
         "type": "message",
         "id": message_id,
@@ -370,20 +498,37 @@ def _message_send(
     if topic is not None:
         frame["topic"] = topic
     frame.update(data=data, timestamp=timestamp, mentions=[])
+    if stream_id is not None:
+        frame["stream_id"] = stream_id
     return {"type": "websocket.send", "text": _dumps(frame)}
 
 
-async def _deliver_topic(topic: str, event: str, data: Any, persist: bool) -> dict:
+async def _deliver_topic(
+    topic: str,
+    event: str,
+    data: Any,
+    persist: bool,
+    *,
+    message_id: str | None = None,
+    stream_id: str | None = None,
+) -> dict:
     """Number (the topic's seq), encode once and send one topic push to every
     subscribed connection; its reply entry (SPEC §8)."""
-    message_id = str(uuid.uuid4())
+    message_id = message_id or str(uuid.uuid4())
     seq = None
     if persist:
         seq = topic_seqs[topic] = topic_seqs.get(topic, 0) + 1
     live = tuple(subscribers.get(topic, ()))
     if live:
         event_out = _message_send(
-            message_id, seq, event, data, now_text(), to=None, topic=topic
+            message_id,
+            seq,
+            event,
+            data,
+            now_text(),
+            to=None,
+            topic=topic,
+            stream_id=stream_id,
         )
         for send in live:
             await send(event_out)

@@ -81,6 +81,15 @@ def _server_cpu_per_delivery(result: dict) -> object:
     return cpu * 1e6 / delivered
 
 
+def _server_cpu_per_part(result: dict) -> object:
+    """Server CPU microseconds per streamed part received (S7): all the
+    server's CPU, the final messages' included, over the parts delivered."""
+    cpu, parts = result.get("server_cpu_s"), result.get("parts_delivered")
+    if not isinstance(cpu, int | float) or not parts:
+        return None
+    return cpu * 1e6 / parts
+
+
 def _server_cpu_per_message(result: dict) -> object:
     cpu, accepted = result.get("server_cpu_s"), result.get("accepted")
     if not isinstance(cpu, int | float) or not accepted:
@@ -112,17 +121,41 @@ ROWS: list[tuple[str, Getter, int, bool]] = [
         0,
         False,
     ),
+    (
+        "streams finished/sent",
+        _pair(_get("streams_finished"), _get("streams_sent")),
+        0,
+        False,
+    ),
+    (
+        "stream parts got/expected",
+        _pair(_get("parts_delivered"), _get("parts_expected")),
+        0,
+        False,
+    ),
+    (
+        "stream finals got/expected",
+        _pair(_get("finals_delivered"), _get("finals_expected")),
+        0,
+        False,
+    ),
     ("deliveries/s", _get("deliveries_per_s"), 0, True),
     ("latency p50 ms", _get("latency_ms", "p50"), 1, True),
     ("latency p95 ms", _get("latency_ms", "p95"), 1, True),
     ("latency p99 ms", _get("latency_ms", "p99"), 1, True),
     ("latency max ms", _get("latency_ms", "max"), 1, True),
+    ("final message p99 ms", _get("final_latency_ms", "p99"), 1, True),
     ("reply p50 ms", _get("reply_ms", "p50"), 1, True),
     ("reply p99 ms", _get("reply_ms", "p99"), 1, True),
     ("lost deliveries", _get("lost"), 0, False),
     ("duplicate deliveries", _get("duplicates"), 0, False),
     ("unexpected deliveries", _get("unexpected"), 0, False),
     ("  of which after non-202", _counts(_get("delivered_despite_error")), 0, False),
+    ("stream parts lost", _get("parts_lost"), 0, False),
+    ("stream parts duplicated", _get("parts_duplicates"), 0, False),
+    ("stream parts out of order", _get("parts_out_of_order"), 0, False),
+    ("stream parts wrong delta", _get("parts_wrong_delta"), 0, False),
+    ("stream final before last part", _get("final_before_last_part"), 0, False),
     ("seq out of order", _get("seq_errors"), 0, False),
     ("topic seq not the reply's", _get("seq_mismatches"), 0, False),
     ("ws closed by server", _counts(_get("closed_by_server")), 0, False),
@@ -134,6 +167,7 @@ ROWS: list[tuple[str, Getter, int, bool]] = [
     ("server CPU cores busy", _server_cores, 2, True),
     ("server CPU ms per message", _server_cpu_per_message, 2, True),
     ("server CPU us per delivery", _server_cpu_per_delivery, 2, True),
+    ("server CPU us per part delivered", _server_cpu_per_part, 2, True),
     ("redis CPU s", _get("redis_cpu_s"), 2, True),
     ("client CPU s", _get("client_cpu_s"), 2, True),
     ("client CPU cores busy", _client_cores, 2, False),
@@ -241,47 +275,52 @@ RATIO_ROWS: list[tuple[str, Getter, int]] = [
     ("latency p99 ms", _get("latency_ms", "p99"), 1),
     ("server CPU ms per message", _server_cpu_per_message, 2),
     ("server CPU us per delivery", _server_cpu_per_delivery, 2),
+    ("server CPU us per part", _server_cpu_per_part, 2),
     ("RSS per connection KB", _get("rss_per_conn_kb"), 1),
 ]
 
 
 def ratios(results: list[dict]) -> str:
-    """First target / each other target, per scenario, for the headline figures;
-    with loss and duplicates of both. Empty when only one target ran."""
+    """The headline table: per scenario and figure, each target's value, then
+    the first target / each other target; with loss and duplicates of each.
+    In the headline run that is bridge, ref-uvicorn, ref-daphne,
+    bridge/ref-uvicorn (the ratio to report) and bridge/ref-daphne (the same
+    with the reference on Bridge's server: the gap between the two is the
+    server's share). Empty when only one target ran."""
     targets = list(dict.fromkeys(r["target"] for r in results))
     if len(targets) < 2:
         return ""
     by_key = {(r["scenario"], r["target"]): r for r in results}
     base_name = targets[0]
+    others = targets[1:]
     rows: list[list[str]] = []
-    for other in targets[1:]:
-        for scenario in dict.fromkeys(r["scenario"] for r in results):
-            base, ref = by_key.get((scenario, base_name)), by_key.get((scenario, other))
-            if base is None or ref is None:
+    for scenario in dict.fromkeys(r["scenario"] for r in results):
+        base = by_key.get((scenario, base_name))
+        if base is None:
+            continue
+        found = [by_key.get((scenario, other)) for other in others]
+        for label, getter, decimals in RATIO_ROWS:
+            values = [getter(base)] + [getter(r) if r else None for r in found]
+            if all(v is None for v in values):
                 continue
-            for label, getter, decimals in RATIO_ROWS:
-                x, y = getter(base), getter(ref)
-                if x is None and y is None:
-                    continue
-                ratio = (
+            x = values[0]
+            cells = [f"{scenario} {label}", *(_fmt(v, decimals) for v in values)]
+            for y in values[1:]:
+                cells.append(
                     f"{x / y:.2f}x"
                     if isinstance(x, int | float) and isinstance(y, int | float) and y
                     else "-"
                 )
-                rows.append(
-                    [f"{scenario} {label}", _fmt(x, decimals), _fmt(y, decimals), ratio]
-                )
-            if "lost" in base or "lost" in ref:
-                pairs = [
-                    f"{_fmt(r.get('lost'), 0)}/{_fmt(r.get('duplicates'), 0)}"
-                    for r in (base, ref)
-                ]
-                rows.append([f"{scenario} lost/duplicates", *pairs, ""])
-        if not rows:
-            return ""
-    titles = [f"{base_name}/{targets[1]}", base_name, targets[1], "ratio"]
-    if len(targets) > 2:
-        titles[0] = f"{base_name}/others"
+            rows.append(cells)
+        if "lost" in base:
+            pairs = [
+                f"{_fmt(r.get('lost'), 0)}/{_fmt(r.get('duplicates'), 0)}" if r else "-"
+                for r in (base, *found)
+            ]
+            rows.append([f"{scenario} lost/duplicates", *pairs, *([""] * len(others))])
+    if not rows:
+        return ""
+    titles = ["figure", base_name, *others, *(f"{base_name}/{o}" for o in others)]
     widths = [max(len(t), *(len(r[i]) for r in rows)) for i, t in enumerate(titles)]
     lines = [
         "  ".join(
@@ -358,7 +397,16 @@ def problems(results: list[dict], nproc: int | None = None) -> str:
                 " pushes answered non-202 were delivered anyway"
                 f" ({sum(r['delivered_despite_error'].values())} deliveries)"
             )
-        for key in ("duplicates", "unexpected", "seq_errors", "seq_mismatches"):
+        for key in (
+            "duplicates",
+            "unexpected",
+            "seq_errors",
+            "seq_mismatches",
+            "parts_out_of_order",
+            "parts_wrong_delta",
+            "final_before_last_part",
+            "part_index_mismatches",
+        ):
             if r.get(key):
                 out.append(f"{where}: {key} = {r[key]}")
         if r.get("closed_by_server"):

@@ -1,7 +1,9 @@
 """Benchmark Bridge: WebSocket fan-out of HTTP pushes, end to end.
 
-    python -m bench.run                       # every scenario, full size
+    python -m bench.run                       # the headline run, full size
     python -m bench.run --quick               # every scenario at ~1/10 size
+    python -m bench.run --scenario S1,S2,S3,S6,S7 --processes 2   # the headline set
+    python -m bench.run --scenario S7 --quick # streamed replies to a topic
     python -m bench.run --scenario S1,S2 --json results.json
     python -m bench.run --scenario S1 --connections 200 --pushes 2000
     python -m bench.run --scenario S6 --processes 2   # topic fan-out
@@ -9,15 +11,19 @@
     python -m bench.run --target http://127.0.0.1:8000 --server-pid 1234
     python -m bench.run --no-reference        # Bridge only
     python -m bench.run --reference-only      # the reference bridge only
-    python -m bench.run --server uvicorn      # both targets under uvicorn
+    python -m bench.run --server uvicorn      # Bridge (dev) and a reference, uvicorn
+    python -m bench.run --bridge-config dev   # headline run, Bridge as `make run`
 
 By default each scenario gets a fresh server: an embedded redis-server, a newly
-migrated SQLite file in a temporary directory and N daphne processes. Each
-scenario then runs again against the in-memory reference bridge
-(bench/reference.py, one daphne, no Redis, no database), and the table adds a
-bridge/reference ratio column. `--server uvicorn` runs both under uvicorn
-(uvloop, httptools) instead of daphne (`pip install -e '.[bench]'`). See
-bench/README.md for what every figure means.
+migrated SQLite file in a temporary directory and N daphne processes, Bridge in
+its production configuration (DEBUG=0, token mode: an API key on every push, a
+token on every WebSocket). Each scenario then runs again against the in-memory
+reference bridge (bench/reference.py, no Redis, no database, one process) under
+uvicorn (uvloop, httptools; `pip install -e '.[bench]'`) and under daphne, and
+the headline table gives bridge/ref-uvicorn (the ratio to report) and
+bridge/ref-daphne (the server held equal). `--server S` runs Bridge (dev
+configuration unless --bridge-config production) and one reference under S
+instead. See bench/README.md for what every figure means.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ from pathlib import Path
 from bench import report, scenarios
 from bench.machine import REPO, machine_info, raise_nofile_limit
 from bench.targets import (
+    BRIDGE_CONFIGS,
     SERVERS,
     UVICORN_WS,
     BridgeTarget,
@@ -79,7 +86,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--scenario",
         action="append",
         metavar="NAME[,NAME]",
-        help="S1..S6 (repeatable or comma-separated; default: all)",
+        help="S1..S7 (repeatable or comma-separated; default: all)",
     )
     parser.add_argument("--list", action="store_true", help="list scenarios and exit")
     parser.add_argument(
@@ -92,11 +99,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     size.add_argument(
         "--users", type=int, help="distinct users (U); C/U connections per user"
     )
-    size.add_argument("--pushes", type=int, help="messages to push (closed loop)")
+    size.add_argument(
+        "--pushes", type=int, help="messages to push (closed loop); S7: streams"
+    )
     size.add_argument(
         "--concurrency",
         type=int,
-        help="requests in flight (closed loop) / HTTP connection pool (open loop)",
+        help="requests in flight (closed loop; S7: streams in flight) / HTTP"
+        " connection pool (open loop)",
     )
     size.add_argument(
         "--batch",
@@ -111,23 +121,35 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     server.add_argument(
         "--server",
         choices=SERVERS,
-        default="daphne",
-        help="ASGI server for Bridge and the reference alike (default daphne;"
-        " uvicorn runs with uvloop and httptools, from the `bench` extra:"
-        " pip install -e '.[bench]')",
+        default=None,
+        help="run Bridge and one reference alike under this ASGI server (uvicorn"
+        " runs with uvloop and httptools, from the `bench` extra: pip install -e"
+        " '.[bench]'). Default: the headline run, Bridge on daphne in its"
+        " production configuration against the reference on uvicorn and on"
+        " daphne",
+    )
+    server.add_argument(
+        "--bridge-config",
+        choices=BRIDGE_CONFIGS,
+        default=None,
+        help="production: DEBUG=0, token mode (an API key on every push, a token"
+        " on every WebSocket), HTTPS posture behind a proxy; dev: DEBUG=1, open"
+        " mode, as `make run`. Default: production for the headline run, dev"
+        " with --server",
     )
     server.add_argument(
         "--uvicorn-ws",
         choices=UVICORN_WS,
         default=UVICORN_WS[0],
-        help=f"with --server uvicorn: its WebSocket implementation (default"
+        help=f"uvicorn's WebSocket implementation, where uvicorn runs (default"
         f" {UVICORN_WS[0]})",
     )
     server.add_argument(
         "--processes",
         type=int,
         default=1,
-        help="server processes for Bridge (default 1)",
+        help="server processes for Bridge (default 1; the reference always runs"
+        " one: its state is a dict in that process)",
     )
     server.add_argument(
         "--target",
@@ -207,11 +229,25 @@ def target_factories(
     in-memory reference unless --no-reference. The first is the numerator of
     the ratio columns. Bridge's processes get `scenario_env` (what the selected
     scenarios need, e.g. S6's topic namespace), then --server-env over it."""
-    reference = [
-        lambda: ReferenceTarget(
-            keep_dir=args.keep_dir, server=args.server, uvicorn_ws=args.uvicorn_ws
-        )
-    ]
+    if headline(args):
+        # The headline run: the reference on the fastest plain stack (uvicorn,
+        # uvloop, httptools) is the anchor; on daphne, Bridge's own server, it
+        # isolates the server's share of the difference.
+        reference = [
+            lambda server=server: ReferenceTarget(
+                keep_dir=args.keep_dir,
+                server=server,
+                uvicorn_ws=args.uvicorn_ws,
+                name=f"ref-{server}",
+            )
+            for server in ("uvicorn", "daphne")
+        ]
+    else:
+        reference = [
+            lambda: ReferenceTarget(
+                keep_dir=args.keep_dir, server=args.server, uvicorn_ws=args.uvicorn_ws
+            )
+        ]
     if args.reference_only:
         return reference
     if args.target:
@@ -225,11 +261,23 @@ def target_factories(
                 extra_env=env,
                 keep_dir=args.keep_dir,
                 app_dir=args.app_dir.resolve(),
-                server=args.server,
+                server=args.server or "daphne",
                 uvicorn_ws=args.uvicorn_ws,
+                config=bridge_config(args),
             )
         ]
     return factories if args.no_reference else factories + reference
+
+
+def headline(args: argparse.Namespace) -> bool:
+    """No --server: Bridge on daphne against the reference on uvicorn and daphne."""
+    return args.server is None
+
+
+def bridge_config(args: argparse.Namespace) -> str:
+    if args.bridge_config:
+        return args.bridge_config
+    return "production" if headline(args) else "dev"
 
 
 def _progress(message: str) -> None:
@@ -277,10 +325,13 @@ def main(argv: list[str] | None = None) -> int:
         scenarios.build(name, quick=args.quick, **overrides)
         for name in _scenario_names(args.scenario)
     ]
-    missing = missing_server_packages(args.server, args.uvicorn_ws)
+    # The headline run's references need uvicorn; Bridge alone runs on daphne.
+    needs = "uvicorn" if headline(args) and not args.no_reference else args.server
+    missing = missing_server_packages(needs or "daphne", args.uvicorn_ws)
     if missing:
+        what = "the headline run" if headline(args) else f"--server {args.server}"
         raise SystemExit(
-            f"--server {args.server} needs {', '.join(missing)}, not installed in"
+            f"{what} needs {', '.join(missing)}, not installed in"
             f" {sys.executable}.\nInstall the bench extra: pip install -e '.[bench]'"
             " (or: pip install 'uvicorn[standard]')"
         )
@@ -298,11 +349,18 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     machine = machine_info(args.app_dir.resolve())
-    machine["server"] = args.server
-    if args.server == "uvicorn":
-        machine["server"] += f" (uvloop, httptools, ws {args.uvicorn_ws})"
+    uvicorn = f"uvicorn (uvloop, httptools, ws {args.uvicorn_ws})"
+    if headline(args):
+        machine["server"] = (
+            f"Bridge on daphne ({bridge_config(args)} config, {args.processes}"
+            f" process(es)); ref-uvicorn on {uvicorn}, ref-daphne on daphne, one"
+            " process each"
+        )
+    else:
+        machine["server"] = uvicorn if args.server == "uvicorn" else args.server
+        machine["server"] += f"; Bridge {bridge_config(args)} config"
     if args.target:
-        machine["server"] += " for the reference; Bridge is --target"
+        machine["server"] += "; Bridge is --target"
     print(report.header(machine), flush=True)
     print(f"  limits  : RLIMIT_NOFILE {soft}/{hard}", flush=True)
 
@@ -371,6 +429,12 @@ def main(argv: list[str] | None = None) -> int:
         ratios = report.ratios(results)
         if ratios:
             print()
+            if headline(args):
+                print(
+                    "Headline: Bridge (daphne, production config) against the"
+                    " reference on uvicorn and on daphne; bridge/ref-uvicorn is the"
+                    " ratio to report, bridge/ref-daphne holds the server equal"
+                )
             print(ratios)
         trouble = report.problems(results, machine.get("nproc"))
         if trouble:

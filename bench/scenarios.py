@@ -1,4 +1,4 @@
-"""Scenarios S1..S6, and how one scenario runs against one target."""
+"""Scenarios S1..S7, and how one scenario runs against one target."""
 
 from __future__ import annotations
 
@@ -41,6 +41,9 @@ class Scenario:
     # Topic fan-out (S6): every connection subscribes to this topic and every
     # push targets it (SPEC §8) instead of a user.
     topic: str | None = None
+    # Streamed messages (S7): each of `pushes` streams is this many parts to
+    # `topic` over HTTP (SPEC §9), the last one final; 0: ordinary pushes.
+    stream_parts: int = 0
     # Environment Bridge's server processes need for this scenario (KEY, VALUE).
     server_env: tuple[tuple[str, str], ...] = ()
 
@@ -51,7 +54,13 @@ class Scenario:
             shape += f" ({self.users} users x {per_user:g})"
         if self.topic is not None:
             shape += f" subscribed to {self.topic}"
-        if self.mode == "closed" and self.topic is not None:
+        if self.stream_parts:
+            what = f"{self.pushes} streamed messages of {self.stream_parts} parts"
+            what += f", {self.concurrency} in flight"
+            parts = self.pushes * self.stream_parts * self.connections
+            what += f" -> {parts:,} parts + {self.pushes * self.connections:,}"
+            what += " messages delivered"
+        elif self.mode == "closed" and self.topic is not None:
             what = f"{self.pushes} topic pushes"
             what += f" in batches of {self.batch}" if self.batch else " single"
             what += f" @ concurrency {self.concurrency}"
@@ -95,6 +104,11 @@ SCENARIOS: dict[str, Scenario] = {
             pushes=2000, concurrency=50, topic=TOPIC,
             server_env=(("BRIDGE_TOPIC_NAMESPACES", "bench:public"),),
         ),
+        Scenario(
+            "S7", "streamed replies to a topic", "closed", connections=100,
+            users=100, pushes=20, concurrency=5, topic=TOPIC, stream_parts=100,
+            server_env=(("BRIDGE_TOPIC_NAMESPACES", "bench:public"),),
+        ),
     )
 }  # fmt: skip
 
@@ -106,6 +120,8 @@ QUICK: dict[str, dict] = {
     "S4": {"connections": 500, "users": 500, "duration": 1},
     "S5": {"connections": 100, "users": 100, "rate": 250, "duration": 2},
     "S6": {"connections": 100, "users": 100, "pushes": 200},
+    # S7 keeps its shape (100 parts to 100 subscribers), with fewer streams.
+    "S7": {"pushes": 4, "concurrency": 4},
 }
 
 
@@ -208,6 +224,7 @@ async def run(target: Target, scenario: Scenario, options: Options) -> dict:
             "duration": scenario.duration,
             "mode": scenario.mode,
             "topic": scenario.topic,
+            "stream_parts": scenario.stream_parts,
             "processes": len(target.http_urls),
         },
     }
@@ -222,6 +239,7 @@ async def run(target: Target, scenario: Scenario, options: Options) -> dict:
         scenario.connections,
         connect_concurrency=options.connect_concurrency,
         topic=scenario.topic,
+        queries=target.ws_query(users),
     )
     connect_started = loop.time()
     try:
@@ -268,11 +286,24 @@ async def run(target: Target, scenario: Scenario, options: Options) -> dict:
             result["idle_s"] = scenario.duration
         else:
             http = load.HttpPool(
-                target.http_urls, scenario.concurrency, options.http_timeout
+                target.http_urls,
+                scenario.concurrency,
+                options.http_timeout,
+                target.http_headers,
             )
             async with http:
                 cpu0 = _cpu(server_pids, redis_pids)
-                if scenario.mode == "closed":
+                if scenario.stream_parts:
+                    assert scenario.topic is not None
+                    await load.stream_loop(
+                        http,
+                        scenario.topic,
+                        tag=tag,
+                        streams=scenario.pushes,
+                        parts=scenario.stream_parts,
+                        ledger=ledger,
+                    )
+                elif scenario.mode == "closed":
                     topic = scenario.topic
                     await load.closed_loop(
                         http,
@@ -293,9 +324,16 @@ async def run(target: Target, scenario: Scenario, options: Options) -> dict:
                         ledger=ledger,
                     )
             expected = load.expected_deliveries(ledger, pool.connections_per_stream())
+            if scenario.stream_parts:
+                parts = sum(len(times) for times in ledger.stream_parts.values())
+                expected += parts * len(pool.open_conns)
             await load.drain(pool, expected, quiet_for=options.drain_timeout)
             cpu1 = _cpu(server_pids, redis_pids)
-            result.update(_pushes(ledger, load.reconcile(ledger, pool), scenario))
+            got = load.reconcile(ledger, pool)
+            result.update(_pushes(ledger, got, scenario))
+            if scenario.stream_parts:
+                parts = load.reconcile_streams(ledger, pool)
+                result.update(_streams(ledger, parts, got, result))
             result.update(_cpu_delta(cpu0, cpu1))
             result["closed_by_server"] = dict(pool.closed_by_server())
         end = ProcSample.take(server_pids)
@@ -406,6 +444,51 @@ def _pushes(ledger: load.Ledger, got: load.Deliveries, scenario: Scenario) -> di
         found["rate_achieved"] = (ledger.attempted - 1) / span if span > 0 else None
         found["send_lag_ms"] = _ms(load.percentiles(ledger.send_lag))
     return found
+
+
+def _streams(
+    ledger: load.Ledger,
+    parts: load.StreamDeliveries,
+    finals: load.Deliveries,
+    messages: dict,
+) -> dict:
+    """S7's figures: every part request counts as a push; deliveries are the
+    parts and the final messages together (their own rows apart); latency is
+    over the parts, the final messages' in `final_latency_ms`."""
+    first = ledger.first_send
+    last = max(
+        (t for t in (parts.last_receive, finals.last_receive) if t),
+        default=None,
+    )
+    deliver_s = (last - first) if first and last else None
+    accepted = sum(len(times) for times in ledger.stream_parts.values())
+    delivered = parts.delivered + messages["delivered"]
+    return {
+        "accepted": accepted,
+        "pushes_per_s": accepted / messages["push_s"] if messages["push_s"] else None,
+        "streams_sent": len(ledger.stream_parts),
+        "streams_finished": len(ledger.accepted),
+        "parts_expected": parts.expected,
+        "parts_delivered": parts.delivered,
+        "parts_lost": parts.lost,
+        "parts_duplicates": parts.duplicates,
+        "parts_out_of_order": parts.out_of_order,
+        "parts_wrong_delta": parts.wrong_delta,
+        "parts_unexpected": parts.unexpected,
+        "final_before_last_part": parts.final_early,
+        "part_index_mismatches": ledger.part_index_mismatches,
+        "finals_expected": messages["expected"],
+        "finals_delivered": messages["delivered"],
+        "final_latency_ms": messages["latency_ms"],
+        "expected": parts.expected + messages["expected"],
+        "delivered": delivered,
+        "lost": parts.lost + messages["lost"],
+        "duplicates": parts.duplicates + messages["duplicates"],
+        "unexpected": parts.unexpected + messages["unexpected"],
+        "deliver_s": deliver_s,
+        "deliveries_per_s": delivered / deliver_s if deliver_s else None,
+        "latency_ms": _ms(load.percentiles(parts.latencies)),
+    }
 
 
 def _ms(values: dict[str, float | None]) -> dict[str, float | None]:

@@ -10,12 +10,21 @@ against every target it is given and the report prints ratios between them.
 Both targets run under the same ASGI server, daphne (Bridge's documented
 default) or uvicorn (`--server uvicorn`, the optional `bench` extra), started
 by `server_command` with equivalent settings.
+
+Bridge runs in one of two configurations (`BRIDGE_CONFIGS`): "dev" (what `make
+run` does: DEBUG=1, BRIDGE_AUTH_MODE=open, user ids trusted, no API key) or
+"production" (how it is deployed: DEBUG=0, a SECRET_KEY, BRIDGE_AUTH_MODE=token,
+HTTPS posture on behind a TLS-terminating proxy that sets X-Forwarded-Proto;
+pushes carry an API key, every WebSocket a signed token). A target tells the
+scenarios how to authenticate through `http_headers` and `ws_query`.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
+import secrets
 import shutil
 import subprocess
 import sys
@@ -49,6 +58,31 @@ MAX_MESSAGE_SIZE = "1048576"
 DAPHNE_ON_UVLOOP = (
     "import asyncio, uvloop; asyncio.set_event_loop_policy(uvloop.EventLoopPolicy()); "
     "from daphne.cli import CommandLineInterface; CommandLineInterface.entrypoint()"
+)
+
+# Bridge as deployed (docs/deployment.md), on top of SERVER_ENV: DEBUG off,
+# token mode, the HTTPS posture on (BRIDGE_HTTPS defaults to on with DEBUG
+# off) behind a proxy that terminates TLS and says so in X-Forwarded-Proto
+# (PROXY_HEADERS, which the bench's HTTP client sends like that proxy would).
+# The bench's capacity settings (no per-address throttles) stay.
+PRODUCTION_ENV = {
+    "DEBUG": "0",
+    "BRIDGE_AUTH_MODE": "token",
+    "BRIDGE_HTTPS": "1",
+    "BRIDGE_TRUST_X_FORWARDED_PROTO": "1",
+}
+PROXY_HEADERS = {"X-Forwarded-Proto": "https"}
+#: Bridge's configurations (`--bridge-config`).
+BRIDGE_CONFIGS = ("production", "dev")
+# Tokens for the bench's users, minted in one process with the server's own
+# code and SECRET_KEY (what `manage.py issue_token` does, for many users): user
+# ids on stdin, one a line; a JSON object user id -> token on stdout.
+_MINT_TOKENS = (
+    "import json, sys, django; django.setup()\n"
+    "from accounts.tokens import token_issue\n"
+    "users = sys.stdin.read().split()\n"
+    "print(json.dumps({u: token_issue(user_id=u, ttl_seconds=86400).token"
+    " for u in users}))\n"
 )
 
 #: ASGI servers the bench can start its targets under (`--server`).
@@ -107,6 +141,16 @@ class Target(ABC):
     def server_pids(self) -> list[int]:
         """Processes whose RSS and CPU are reported as the server's."""
         return []
+
+    @property
+    def http_headers(self) -> dict[str, str]:
+        """Headers every push request carries (an API key, proxy headers)."""
+        return {}
+
+    def ws_query(self, users: list[str]) -> dict[str, str]:
+        """The `/ws` query string that connects as each user: `user_id=U`
+        here (open mode, the reference); a token in token mode."""
+        return {user: f"user_id={user}" for user in users}
 
     def aux_pids(self) -> dict[str, list[int]]:
         """Other processes worth measuring, by label (e.g. {"redis": [pid]})."""
@@ -192,8 +236,15 @@ class BridgeTarget(ServerProcessesTarget):
         app_dir: Path = REPO,
         server: str = "daphne",
         uvicorn_ws: str = UVICORN_WS[0],
+        config: str = "dev",
     ) -> None:
+        if config not in BRIDGE_CONFIGS:
+            raise ValueError(f"unknown Bridge config {config!r}")
         self.processes = processes
+        self.config = config
+        self.api_key: str | None = None
+        # One per target: the servers and the token minting must share it.
+        self._secret_key = secrets.token_urlsafe(50)
         self.server = server
         self.uvicorn_ws = uvicorn_ws
         self.app_dir = Path(app_dir)
@@ -215,6 +266,8 @@ class BridgeTarget(ServerProcessesTarget):
             self.redis = EmbeddedRedis().start()
             env = self._env()
             self._migrate(env)
+            if self.config == "production":
+                self.api_key = self._create_api_key(env)
             for index in range(self.processes):
                 port = free_port()
                 log_path = self.workdir / f"{self.server}-{index}.log"
@@ -247,6 +300,9 @@ class BridgeTarget(ServerProcessesTarget):
             if key not in ("DATABASE_URL", "REDIS_URL", "DJANGO_SETTINGS_MODULE")
         }
         env.update(SERVER_ENV)
+        if self.config == "production":
+            env.update(PRODUCTION_ENV)
+            env["SECRET_KEY"] = self._secret_key
         env["REDIS_URL"] = self.redis.url
         env["DATABASE_URL"] = f"sqlite:///{self.workdir / 'bench.sqlite3'}"
         env.update(self.extra_env)
@@ -262,6 +318,45 @@ class BridgeTarget(ServerProcessesTarget):
         )
         if done.returncode != 0:
             raise TargetError(f"migrate failed:\n{done.stdout}{done.stderr}")
+
+    def _create_api_key(self, env: dict[str, str]) -> str:
+        """A service key that may push (`manage.py create_api_key`; the key is
+        the last line it prints)."""
+        done = subprocess.run(
+            [
+                *(sys.executable, "manage.py", "create_api_key"),
+                *("--service", "bench", "--perm", "push", "--name", "bench"),
+            ],
+            cwd=self.app_dir,
+            env=env,
+            capture_output=True,
+            text=True,
+        )
+        if done.returncode != 0 or not done.stdout.strip():
+            raise TargetError(f"create_api_key failed:\n{done.stdout}{done.stderr}")
+        return done.stdout.strip().splitlines()[-1].strip()
+
+    @property
+    def http_headers(self) -> dict[str, str]:
+        if self.config != "production":
+            return {}
+        return {**PROXY_HEADERS, "Authorization": f"Bearer {self.api_key}"}
+
+    def ws_query(self, users: list[str]) -> dict[str, str]:
+        if self.config != "production":
+            return super().ws_query(users)
+        done = subprocess.run(
+            [sys.executable, "-c", _MINT_TOKENS],
+            cwd=self.app_dir,
+            env=self._env(),
+            input="\n".join(users),
+            capture_output=True,
+            text=True,
+        )
+        if done.returncode != 0:
+            raise TargetError(f"minting tokens failed:\n{done.stderr[-2000:]}")
+        tokens = json.loads(done.stdout.strip().splitlines()[-1])
+        return {user: f"token={tokens[user]}" for user in users}
 
     def stop(self) -> None:
         self._stop_servers()
@@ -297,6 +392,7 @@ class BridgeTarget(ServerProcessesTarget):
                 self.uvicorn_ws,
             )[1:],
             "app_dir": str(self.app_dir),
+            "config": self.config,
             "http_urls": self.http_urls,
             "workdir": str(self.workdir) if self.keep_dir else None,
             "extra_env": self.extra_env,
@@ -355,11 +451,14 @@ class ReferenceTarget(ServerProcessesTarget):
         start_timeout: float = 30.0,
         server: str = "daphne",
         uvicorn_ws: str = UVICORN_WS[0],
+        name: str | None = None,
     ) -> None:
         self.server = server
         self.uvicorn_ws = uvicorn_ws
         self.keep_dir = keep_dir
         self.start_timeout = start_timeout
+        if name is not None:
+            self.name = name  # e.g. "ref-uvicorn", "ref-daphne" (the headline run)
         self.workdir: Path | None = None
         self._daphnes: list[tuple[int, subprocess.Popen, Path]] = []
         self._log = None

@@ -21,6 +21,7 @@ from accounts.identifiers import is_user_id
 from accounts.tokens import token_issue
 from messaging.api.exceptions import error_body
 from messaging.streams import topics
+from messaging.streams.namespace_setup import namespaces_ensure
 
 DEMO_NAMESPACES = {
     "demo": {
@@ -64,6 +65,8 @@ def demo_join(request: HttpRequest) -> JsonResponse:
             error_body("invalid", "Choose a user id: letters, digits, _ . -"),
             status=400,
         )
+    # Created at start-up (asgi.py); again here for a database migrated since.
+    namespaces_ensure(namespaces=DEMO_NAMESPACES)
     for room in DEMO_ROOMS:
         topics.member_add(topic=room, user_id=user_id)
     if settings.BRIDGE_AUTH_MODE == "open":

@@ -30,3 +30,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":  # noqa: F405
     DATABASES["default"]["TEST"] = {  # noqa: F405
         "NAME": os.path.join(_test_db_dir, "test.sqlite3")
     }
+
+# The demo (on in open mode) creates its namespace when asgi.py is imported;
+# in this process that happens during collection, where the database is shut.
+# The demo's tests turn it on (tests/messaging/test_demo.py); the daphne
+# processes of the e2e and browser tests run with the real settings.
+BRIDGE_DEMO_ENABLED = False

@@ -116,17 +116,7 @@ class FrameReceiver:
             message_id=receipt.message_id,
             recipients=len(receipt.recipients),
         )
-        if receipt.topic is not None:
-            self.published(receipt.topic, receipt.topic_seq)
-        await self._send_frame(
-            frames.ack_frame(
-                ref=frame.ref,
-                message_id=receipt.message_id,
-                recipients=[r.user_id for r in receipt.recipients],
-                topic=receipt.topic,
-                seq=receipt.topic_seq,
-            )
-        )
+        await self._acknowledge(frame, receipt)
 
     async def on_signal(self, frame: ClientFrame) -> None:
         """SPEC §9: delivered at once, never stored; no reply unless refused."""
@@ -182,6 +172,11 @@ class FrameReceiver:
         receipt = accepted.receipt
         if receipt is None:
             return  # stored already, by the sweep of an idle stream
+        await self._acknowledge(frame, receipt)
+
+    async def _acknowledge(self, frame: ClientFrame, receipt) -> None:
+        """`ack` a stored client message (a `message` frame, a stream's final
+        part); a topic's seq moves this connection's cursor past its own."""
         if receipt.topic is not None:
             self.published(receipt.topic, receipt.topic_seq)
         await self._send_frame(

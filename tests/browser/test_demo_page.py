@@ -142,3 +142,16 @@ async def test_a_reload_resumes_where_the_page_was(browser, server, http):
     await asyncio.sleep(0.5)
     texts = await bubbles(page).all_inner_texts()
     assert texts == ["b0", "b1"]  # resumed after a2: nothing lost, nothing again
+
+
+async def test_a_room_joined_by_name_is_shared(browser, server):
+    room = fresh_user_id("r")
+    one = await open_demo(browser, server, fresh_user_id("gus"))
+    two = await open_demo(browser, server, fresh_user_id("hal"))
+    for page in (one, two):
+        await page.fill("#room-name", room)
+        await page.press("#room-name", "Enter")
+        await page.locator(f'#rooms button[data-key="room:demo:{room}"]').wait_for()
+    await one.fill("#text", "anyone here?")
+    await one.press("#text", "Enter")
+    await two.locator("#messages").get_by_text("anyone here?").wait_for()

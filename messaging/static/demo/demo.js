@@ -249,6 +249,19 @@ function textOf(frame) {
   return typeof data === "string" ? data : JSON.stringify(data);
 }
 
+$("join-room").addEventListener("submit", (event) => {
+  event.preventDefault();
+  const name = $("room-name").value.trim();
+  if (!/^[A-Za-z0-9_.-]{1,40}$/.test(name)) return;
+  $("room-name").value = "";
+  const topic = `demo:${name}`;
+  if (!conversations.has(`room:${topic}`)) {
+    conversation(`room:${topic}`, `# ${name}`, { topic });
+    client.subscribe(topic, null, { since: 0 });
+  }
+  select(`room:${topic}`);
+});
+
 // --- sending ---------------------------------------------------------------------------
 
 $("composer").addEventListener("submit", async (event) => {
