@@ -20,6 +20,8 @@ def _parse_time(value: str) -> float:
 
 
 class TokenRefresh(ClientBase):
+    """The part of `Client` that keeps its token fresh."""
+
     async def _provide_token(self) -> str | None:
         assert self._token_provider is not None
         token = self._token_provider()

@@ -16,6 +16,8 @@ from bridge_client.errors import FrameRefused, StreamInterrupted
 
 
 class Sending(ClientBase):
+    """The part of `Client` that sends frames to the server."""
+
     async def send_message(
         self,
         text: str,

@@ -17,6 +17,8 @@ from bridge_client.events import Subscription
 
 
 class Topics(ClientBase):
+    """The part of `Client` that keeps its topic subscriptions."""
+
     async def subscribe(
         self,
         topic: str,
