@@ -17,6 +17,7 @@ from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET, require_POST
 
+from accounts import selectors
 from accounts.identifiers import is_user_id
 from accounts.tokens import token_issue
 from messaging.api.exceptions import error_body
@@ -33,6 +34,9 @@ DEMO_NAMESPACES = {
     }
 }
 DEMO_ROOMS = ("demo:lobby", "demo:random", "demo:support")
+# The example bot (examples/echo_bot.py, which `make demo` runs), when it is a
+# public account; else a default one, which answers only if something runs it.
+DEMO_BOTS = ("echo_bot", "ci_bot")
 
 
 def _enabled() -> None:
@@ -43,10 +47,14 @@ def _enabled() -> None:
 @require_GET
 def demo_page(request: HttpRequest) -> HttpResponse:
     _enabled()
+    bot = next(
+        (handle for handle in DEMO_BOTS if selectors.is_public_account(handle)),
+        DEMO_BOTS[-1],
+    )
     config = {
         "authMode": settings.BRIDGE_AUTH_MODE,
         "rooms": list(DEMO_ROOMS),
-        "bot": "ci_bot",
+        "bot": bot,
     }
     return render(request, "demo/index.html", {"config": json.dumps(config)})
 

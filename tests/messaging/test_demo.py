@@ -66,3 +66,16 @@ def test_join_refuses_a_bad_name_with_the_error_shape(client, settings, body):
 def test_join_is_post_only(client, settings):
     settings.BRIDGE_DEMO_ENABLED = True
     assert client.get("/demo/join").status_code == 405
+
+
+def test_the_page_talks_to_the_example_bot_when_it_is_a_public_account(
+    client, settings
+):
+    from accounts.models import PublicAccount
+    from accounts.selectors import invalidate_cache
+
+    settings.BRIDGE_DEMO_ENABLED = True
+    assert b'"bot": "ci_bot"' in client.get("/demo/").content
+    PublicAccount.objects.create(handle="echo_bot", display_name="Echo")
+    invalidate_cache()
+    assert b'"bot": "echo_bot"' in client.get("/demo/").content
