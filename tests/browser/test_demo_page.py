@@ -5,14 +5,21 @@ pushes through five seconds offline, a reload that resumes."""
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import httpx
 import pytest
 
+from tests.support.daphne import running_daphnes
 from tests.support.ids import fresh_user_id
 from tests.support.ws import connect_user
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 async def open_demo(browser, server, user: str, context=None):
@@ -155,3 +162,50 @@ async def test_a_room_joined_by_name_is_shared(browser, server):
     await one.fill("#text", "anyone here?")
     await one.press("#text", "Enter")
     await two.locator("#messages").get_by_text("anyone here?").wait_for()
+
+
+@pytest.fixture(scope="module")
+def demo_server(redis_server, migrated_sqlite, tmp_path_factory):
+    """What `make demo` runs: a server where the example bot is a public
+    account, and examples/echo_bot.py connected to it."""
+    with running_daphnes(
+        redis_server.url,
+        tmp_path_factory.mktemp("demo"),
+        1,
+        database=migrated_sqlite,
+        PUBLIC_ACCOUNTS="echo_bot",
+    ) as (server,):
+        log = open(tmp_path_factory.mktemp("bot") / "bot.log", "wb")  # noqa: SIM115
+        bot = subprocess.Popen(
+            [sys.executable, "examples/echo_bot.py", "--pause", "0.15"],
+            cwd=REPO,
+            env={**os.environ, "BRIDGE_URL": server.http},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            yield server
+        finally:
+            bot.terminate()
+            bot.wait(10)
+            log.close()
+
+
+async def test_the_example_bots_streamed_reply_renders_progressively(
+    browser, demo_server
+):
+    page = await open_demo(browser, demo_server, fresh_user_id("ivy"))
+    await page.click('#directs button[data-key="dm:echo_bot"]')
+    await page.fill("#text", "what is the weather like on the moon")
+    await page.press("#text", "Enter")
+
+    # Word by word: first a growing bubble, then one stored message.
+    growing = page.locator("#messages .message.streaming .body")
+    await growing.get_by_text("You said:").wait_for(timeout=15_000)
+    partial = await growing.inner_text()
+    final = page.locator("#messages .message:not(.mine):not(.streaming) .body")
+    await final.get_by_text("You said: what is the weather like on the moon").wait_for(
+        timeout=15_000
+    )
+    assert len(partial) < len("You said: what is the weather like on the moon")
+    assert await page.locator("#messages .message:not(.mine)").count() == 1
