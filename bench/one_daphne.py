@@ -1,6 +1,6 @@
 """One daphne (open mode) on a fresh redis-server and a migrated SQLite file,
 for the benchmarks that measure a single process (bench.slow_reader_rss,
-bench.stream_cost)."""
+bench.stream_cost, bench.connection_memory)."""
 
 from __future__ import annotations
 
@@ -46,9 +46,11 @@ def server_env(redis_url: str, database: Path) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def one_daphne(**settings: str) -> Iterator[OneDaphne]:
-    """Start them (`settings` are extra environment variables), yield where
-    daphne listens, stop everything on exit."""
+def one_daphne(
+    *, application: str = "bridge_project.asgi:application", **settings: str
+) -> Iterator[OneDaphne]:
+    """Start them (`settings` are extra environment variables; `application` is
+    what daphne serves), yield where daphne listens, stop everything on exit."""
     with tempfile.TemporaryDirectory() as workdir:
         redis_server = EmbeddedRedis().start()
         database = Path(workdir) / "bridge.sqlite3"
@@ -58,13 +60,20 @@ def one_daphne(**settings: str) -> Iterator[OneDaphne]:
             subprocess.run(
                 [sys.executable, "manage.py", "migrate", "-v", "0"],
                 cwd=REPO,
-                env=env,
+                # A traced daphne (bench.connection_memory) needs no traced migrate.
+                env={k: v for k, v in env.items() if k != "PYTHONTRACEMALLOC"},
                 check=True,
             )
             port = free_port()
             with open(log_path, "wb") as log:
                 daphne = subprocess.Popen(
-                    daphne_command("127.0.0.1", port, 65536, access_log=False),
+                    daphne_command(
+                        "127.0.0.1",
+                        port,
+                        65536,
+                        access_log=False,
+                        application=application,
+                    ),
                     cwd=REPO,
                     env=env,
                     stdout=log,
