@@ -85,7 +85,12 @@ def one_daphne(
                     )
                 finally:
                     daphne.terminate()
-                    daphne.wait(10)
+                    try:
+                        daphne.wait(10)
+                    except subprocess.TimeoutExpired:
+                        # A traced daphne drains thousands of sockets slowly.
+                        daphne.kill()
+                        daphne.wait()
         finally:
             redis_server.stop()
 
