@@ -292,19 +292,12 @@ class BridgeHTTP(_Endpoints[Any]):
                     headers=_headers(request, self.api_key),
                 )
             except httpx.TransportError as failed:
-                sent = not isinstance(failed, httpx.ConnectError | httpx.ConnectTimeout)
-                delay = self.retry.after_failure(
-                    request, sent=sent, attempt=attempt, backoff=backoff
-                )
-                if delay is None:
-                    raise TransportError(repr(failed)) from failed
+                outcome = _after(self.retry, request, failed, attempt, backoff)
             else:
-                delay = self.retry.after_reply(
-                    request, response.status_code, response.headers, attempt, backoff
-                )
-                if delay is None:
-                    return _decode(request, response)
-            self._sleep(delay)
+                outcome = _after(self.retry, request, response, attempt, backoff)
+            if isinstance(outcome, Reply):
+                return outcome
+            self._sleep(outcome)
             attempt += 1
 
     def close(self) -> None:
@@ -356,19 +349,12 @@ class AsyncBridgeHTTP(_Endpoints[Awaitable[Any]]):
                     headers=_headers(request, self.api_key),
                 )
             except httpx.TransportError as failed:
-                sent = not isinstance(failed, httpx.ConnectError | httpx.ConnectTimeout)
-                delay = self.retry.after_failure(
-                    request, sent=sent, attempt=attempt, backoff=backoff
-                )
-                if delay is None:
-                    raise TransportError(repr(failed)) from failed
+                outcome = _after(self.retry, request, failed, attempt, backoff)
             else:
-                delay = self.retry.after_reply(
-                    request, response.status_code, response.headers, attempt, backoff
-                )
-                if delay is None:
-                    return _decode(request, response)
-            await self._sleep(delay)
+                outcome = _after(self.retry, request, response, attempt, backoff)
+            if isinstance(outcome, Reply):
+                return outcome
+            await self._sleep(outcome)
             attempt += 1
 
     async def aclose(self) -> None:
@@ -379,3 +365,29 @@ class AsyncBridgeHTTP(_Endpoints[Awaitable[Any]]):
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
+
+
+def _after(
+    retry: RetryPolicy,
+    request: Request,
+    result: httpx.Response | httpx.TransportError,
+    attempt: int,
+    backoff: Any,
+) -> Reply | float:
+    """What one attempt comes to, for the sync and the async client alike:
+    the decoded reply, or how long to wait before the next attempt. Raises
+    TransportError (or the reply's typed error) when it is not retried."""
+    if isinstance(result, httpx.TransportError):
+        sent = not isinstance(result, httpx.ConnectError | httpx.ConnectTimeout)
+        delay = retry.after_failure(
+            request, sent=sent, attempt=attempt, backoff=backoff
+        )
+        if delay is None:
+            raise TransportError(repr(result)) from result
+        return delay
+    delay = retry.after_reply(
+        request, result.status_code, result.headers, attempt, backoff
+    )
+    if delay is None:
+        return _decode(request, result)
+    return delay
