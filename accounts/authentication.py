@@ -13,6 +13,7 @@ from accounts.credentials import InvalidToken, user_token_claims
 from accounts.keys import api_key_authenticate, looks_like_api_key
 from accounts.models import ApiKey
 from bridge_project.api_errors import ServiceUnavailable
+from messaging.ws_database import run_db
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,10 @@ class OpenModeAuthentication(authentication.BaseAuthentication):
             return (OPEN_CALLER, None)
         return None
 
+    async def aauthenticate(self, request: Request):
+        """For views on the event loop (bridge_project/async_api_view.py)."""
+        return self.authenticate(request)
+
     def authenticate_header(self, request: Request) -> str:
         # DRF asks the first class for the challenge; without one a missing key
         # would be a 403 instead of SPEC's 401.
@@ -112,6 +117,10 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
             key_id=key.pk,
         )
         return (caller, key)
+
+    async def aauthenticate(self, request: Request):
+        """For views on the event loop (bridge_project/async_api_view.py)."""
+        return await run_db(self.authenticate, request)
 
     def authenticate_header(self, request: Request) -> str:
         # Makes DRF answer 401 (not 403) when credentials are missing.

@@ -22,13 +22,27 @@ class _CountedThrottle(BaseThrottle):
         self.decision: rate_limits.Decision | None = None
 
     def allow_request(self, request, view) -> bool:
+        counted = self._counted(request)
+        if counted is None:
+            return True
+        self.decision = rate_limits.hit_blocking(*counted)
+        return self.decision.allowed
+
+    async def aallow_request(self, request, view) -> bool:
+        """For views on the event loop (bridge_project/async_api_view.py)."""
+        counted = self._counted(request)
+        if counted is None:
+            return True
+        self.decision = await rate_limits.hit(*counted)
+        return self.decision.allowed
+
+    def _counted(self, request) -> tuple[rate_limits.Limit, str] | None:
+        """The limit and the key this request counts against, or None."""
         rate = api_settings.DEFAULT_THROTTLE_RATES.get(self.scope)
         ident = self.ident(request)
         if rate is None or ident is None:
-            return True
-        limit = rate_limits.Limit.from_rate(f"http:{self.scope}", rate)
-        self.decision = rate_limits.hit_blocking(limit, ident)
-        return self.decision.allowed
+            return None
+        return rate_limits.Limit.from_rate(f"http:{self.scope}", rate), ident
 
     def wait(self) -> float | None:
         """Seconds until the window ends (DRF's Retry-After)."""

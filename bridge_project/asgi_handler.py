@@ -58,6 +58,7 @@ from django.http import FileResponse, HttpResponseBase
 from django.urls import set_script_prefix
 
 from bridge_project.daphne_body_limit import too_large_body
+from bridge_project.loop_views import LoopViews
 from messaging.api.exceptions import error_body
 
 # Seconds a client refused for too many requests in flight is asked to wait.
@@ -84,6 +85,8 @@ class ThreadReusingASGIHandler(ASGIHandler):
         # Threads taken by a request and not yet idle again, including those
         # still running the view of a request that has already ended.
         self._busy = 0
+        # Async views (the push API) are answered on the loop, no thread.
+        self._loop_views = LoopViews(self)
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
@@ -92,6 +95,12 @@ class ThreadReusingASGIHandler(ASGIHandler):
             await self._refuse_busy(send)
             return
         self._busy += 1
+        if self._loop_views.serves(_path_info(scope)):
+            try:
+                await self.handle(scope, receive, send, on_loop=True)
+            finally:
+                self._busy -= 1
+            return
         # Most recently used first: its thread and connection are warm.
         executor = self._idle.pop() if self._idle else self._new_executor()
         finished = False
@@ -142,7 +151,7 @@ class ThreadReusingASGIHandler(ASGIHandler):
             [(b"Retry-After", str(BUSY_RETRY_AFTER).encode())],
         )
 
-    async def handle(self, scope, receive, send) -> None:
+    async def handle(self, scope, receive, send, *, on_loop: bool = False) -> None:
         try:
             body_file, size = await self._read_bounded_body(scope, receive)
         except RequestAborted:
@@ -156,10 +165,16 @@ class ThreadReusingASGIHandler(ASGIHandler):
             )
             return
         set_script_prefix(get_script_prefix(scope))
+        # A chunked body: DRF reads a request without a length as empty.
+        scope = _with_content_length(scope, size)
         try:
-            response = await sync_to_async(self._respond, thread_sensitive=True)(
-                scope, body_file, size
-            )
+            if on_loop:
+                response = await self._loop_views.respond(scope, body_file)
+                response.close()
+            else:
+                response = await sync_to_async(self._respond, thread_sensitive=True)(
+                    scope, body_file
+                )
             await self.send_response(response, send)
             if response.streaming:
                 await sync_to_async(response.close, thread_sensitive=True)()
@@ -193,13 +208,11 @@ class ThreadReusingASGIHandler(ASGIHandler):
         body_file.seek(0)
         return body_file, size
 
-    def _respond(self, scope, body_file, size: int) -> HttpResponseBase:
+    def _respond(self, scope, body_file) -> HttpResponseBase:
         """Everything synchronous about one request, on its thread."""
         signals.request_started.send(sender=self.__class__, scope=scope)
         request, response = self.create_request(scope, body_file)
         if request is not None:
-            # A chunked body: DRF reads a request without a length as empty.
-            request.META.setdefault("CONTENT_LENGTH", str(size))
             response = self.get_response(request)
             response._handler_class = self.__class__
             if isinstance(response, FileResponse):
@@ -216,6 +229,22 @@ class ThreadReusingASGIHandler(ASGIHandler):
 
 def _nothing() -> None:
     return None
+
+
+def _path_info(scope) -> str:
+    """The path the URLconf sees (ASGIRequest.path_info)."""
+    path = scope["path"]
+    root = scope.get("root_path", "")
+    return path.removeprefix(root) if root else path
+
+
+def _with_content_length(scope, size: int):
+    """The scope, with a Content-Length header when it had none: Django
+    sets CONTENT_LENGTH from it, and DRF reads a body without one as empty."""
+    headers = scope.get("headers", ())
+    if any(name.lower() == b"content-length" for name, _ in headers):
+        return scope
+    return {**scope, "headers": [*headers, (b"content-length", str(size).encode())]}
 
 
 def _declared_length(scope) -> int:

@@ -21,6 +21,7 @@ N times the limit, instead of everything or nothing (docs/security.md).
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import math
@@ -37,9 +38,9 @@ logger = logging.getLogger(__name__)
 
 KEY_PREFIX = "bridge:limit:"
 _PERIODS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-# A request thread waits at most this long for Redis before counting locally,
-# so an unreachable Redis does not hold request threads (SPEC §6: token minting
-# and history reads keep working while Redis is down).
+# A request waits at most this long for Redis before counting locally, so an
+# unreachable or frozen Redis does not hold requests (SPEC §6: token minting,
+# history reads and stored pushes keep working while Redis is down).
 BLOCKING_TIMEOUT_SECONDS = 0.5
 
 # Returns {count in this window, milliseconds until the window ends}.
@@ -101,10 +102,11 @@ async def hit(limit: Limit, ident: str) -> Decision:
     client = get_redis()
     key = limit.key(ident)
     try:
-        try:
-            reply = await client.evalsha(_HIT_SHA, 1, key, *_args(limit))
-        except NoScriptError:  # a Redis that restarted has no scripts cached
-            reply = await client.eval(_HIT, 1, key, *_args(limit))
+        async with asyncio.timeout(BLOCKING_TIMEOUT_SECONDS):
+            try:
+                reply = await client.evalsha(_HIT_SHA, 1, key, *_args(limit))
+            except NoScriptError:  # a Redis that restarted has no scripts cached
+                reply = await client.eval(_HIT, 1, key, *_args(limit))
     except _REDIS_FAILURES as exc:
         logger.warning("rate limit counted locally: Redis %s", type(exc).__name__)
         return local_windows.hit(limit, ident)

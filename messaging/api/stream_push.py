@@ -6,13 +6,14 @@ from __future__ import annotations
 from typing import Any
 
 from django.db import DatabaseError
-from rest_framework.exceptions import ErrorDetail, ValidationError
+from rest_framework.exceptions import ErrorDetail, NotFound, ValidationError
 from rest_framework.response import Response
 
 from bridge_project.api_errors import Conflict, ServiceUnavailable
 from messaging import metrics
 from messaging.streams import publish, streaming
 from messaging.streams.delivery import PushRequest
+from messaging.streams.topics import TopicRefused, atopic_rules
 
 
 def addressing(attrs: dict[str, Any]) -> PushRequest:
@@ -27,7 +28,7 @@ def addressing(attrs: dict[str, Any]) -> PushRequest:
     )
 
 
-def push_stream_part(
+async def push_stream_part(
     attrs: dict[str, Any], *, sender: str | None, scope: str
 ) -> Response:
     """Send the part; 202 `{"id", "stream_id", "index", "final"}`, and on the
@@ -46,8 +47,13 @@ def push_stream_part(
         event=attrs["event"],
         persist=attrs["persist"],
     )
+    if part.topic is not None:
+        try:
+            await atopic_rules(part.topic)
+        except TopicRefused as refused:
+            raise NotFound(refused.message) from None
     try:
-        accepted = streaming.send_part_blocking(part)
+        accepted = await streaming.send_part(part)
     except streaming.PartRefused as refused:
         if refused.code == "too_large":
             raise ValidationError(

@@ -20,10 +20,10 @@ from rest_framework.exceptions import (
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.serializers import as_serializer_error
-from rest_framework.views import APIView
 
 from accounts.authentication import caller_may, requires
 from bridge_project.api_errors import ServiceUnavailable
+from bridge_project.async_api_view import AsyncAPIView
 from messaging import metrics
 from messaging.api import stream_push
 from messaging.api.serializers import (
@@ -37,77 +37,59 @@ from messaging.event_log import log_event
 from messaging.instance import INSTANCE_NAME
 from messaging.streams import delivery, publish
 from messaging.streams.delivery import PushReceipt, PushRequest
-from messaging.streams.topics import TopicRefused, topic_rules
 
 
-class PushView(APIView):
+class PushView(AsyncAPIView):
     permission_classes = [requires("push")]
 
     @extend_schema(request=PushSerializer, responses={202: PushReplySerializer})
-    def post(self, request: Request) -> Response:
+    async def post(self, request: Request) -> Response:
         started = time.perf_counter()
         attrs = validate_push(json_body(request))
         if "stream_id" in attrs:
             (part_of,) = authorize(request, [stream_push.addressing(attrs)])
-            refusal = unknown_namespace(part_of)
-            if refusal is not None:
-                raise NotFound(refusal)
-            return stream_push.push_stream_part(
+            return await stream_push.push_stream_part(
                 attrs, sender=part_of.sender, scope=_caller_scope(request)
             )
         push = push_request_from(attrs)
-        refusal = unknown_namespace(push)
-        if refusal is not None:
-            raise NotFound(refusal)
-        (receipt,) = deliver(request, [push], started)
+        try:
+            (receipt,) = await deliver(request, [push], started)
+        except delivery.UnknownNamespaces as unknown:
+            raise NotFound(unknown.refusals[0]) from None
         return _accepted(receipt.reply(), [receipt])
 
 
-class PushBatchView(APIView):
+class PushBatchView(AsyncAPIView):
     permission_classes = [requires("push")]
 
     @extend_schema(request=BatchSerializer, responses={202: BatchReplySerializer})
-    def post(self, request: Request) -> Response:
+    async def post(self, request: Request) -> Response:
         started = time.perf_counter()
         serializer = BatchSerializer(data=json_body(request))
         serializer.is_valid(raise_exception=True)
         pushes = serializer.push_requests()
-        refuse_unknown_namespaces(pushes)
-        receipts = deliver(request, pushes, started)
+        try:
+            receipts = await deliver(request, pushes, started)
+        except delivery.UnknownNamespaces as unknown:
+            # A batch is all-or-nothing (SPEC §6): 400, by the items' indexes.
+            raise ValidationError(
+                {
+                    "messages": {
+                        str(index): {"topic": [ErrorDetail(refusal, "not_found")]}
+                        for index, refusal in unknown.refusals.items()
+                    }
+                }
+            ) from None
         return _accepted({"results": [r.reply() for r in receipts]}, receipts)
 
 
 _validators = threading.local()
 
 
-def unknown_namespace(push: PushRequest) -> str | None:
-    """Why a topic push cannot go anywhere (its namespace does not exist,
-    SPEC §8), or None. The topic's syntax was checked by the serializer."""
-    if push.topic is None:
-        return None
-    try:
-        topic_rules(push.topic)
-    except TopicRefused as exc:
-        return exc.message
-    return None
-
-
-def refuse_unknown_namespaces(pushes: Sequence[PushRequest]) -> None:
-    """A batch is all-or-nothing (SPEC §6): an item naming a topic of an
-    unknown namespace refuses the whole batch with 400, by its index."""
-    errors = {}
-    for index, push in enumerate(pushes):
-        refusal = unknown_namespace(push)
-        if refusal is not None:
-            errors[str(index)] = {"topic": [ErrorDetail(refusal, "not_found")]}
-    if errors:
-        raise ValidationError({"messages": errors})
-
-
 def validate_push(body: Any) -> dict[str, Any]:
     """A push's validated fields, or ValidationError as is_valid would raise it.
 
-    One serializer per request thread, used again and again: DRF builds a
+    One serializer per thread (the event loop's), used again and again: DRF builds a
     serializer's fields (a deep copy) per instance, which cost more than
     validating a push."""
     serializer = getattr(_validators, "push", None)
@@ -164,12 +146,14 @@ def json_body(request: Request) -> Any:
     return request.data
 
 
-def deliver(
+async def deliver(
     request: Request, pushes: Sequence[PushRequest], started: float
 ) -> list[PushReceipt]:
     pushes = authorize(request, pushes)
     try:
-        receipts = delivery.push_batch(pushes, idempotency_scope=_caller_scope(request))
+        receipts = await delivery.apush_batch(
+            pushes, idempotency_scope=_caller_scope(request)
+        )
     except (publish.LayerUnavailable, DatabaseError) as exc:
         metrics.pushes_unavailable_total.inc()
         raise ServiceUnavailable() from exc

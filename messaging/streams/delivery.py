@@ -11,6 +11,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import Any
 
 from asgiref.sync import async_to_sync
@@ -25,6 +26,7 @@ from messaging.streams.after_commit import (
     publish_after_commit,
     publish_after_commit_blocking,
 )
+from messaging.streams.loop_commit import loop_commit
 from messaging.streams.names import (
     parse_topic,
     stream_group,
@@ -42,7 +44,7 @@ from messaging.streams.receipts import (
     NOBODY,
     Audience,
     PushReceipt,
-    count_audience_blocking,
+    count_audience,
     receipt_for,
     replayed,
 )
@@ -51,7 +53,8 @@ from messaging.streams.recipients import (
     decide_recipients,
     topic_message_recipients,
 )
-from messaging.streams.store import Planned
+from messaging.streams.store import Planned, _Write
+from messaging.streams.topics import TopicRefused, topic_rules
 from messaging.ws_database import run_db
 
 
@@ -92,31 +95,47 @@ class ClientMessage:
     channel: str = ""
 
 
-def push_batch(
+class UnknownNamespaces(Exception):
+    """Pushes naming topics of namespaces that do not exist (SPEC §8): index
+    in the batch -> why. Nothing of the batch was stored or sent."""
+
+    def __init__(self, refusals: dict[int, str]) -> None:
+        super().__init__(refusals)
+        self.refusals = refusals
+
+
+async def apush_batch(
     requests: Sequence[PushRequest], *, idempotency_scope: str = "open"
 ) -> list[PushReceipt]:
-    """Store every request in one transaction, then send them all; sync callers.
+    """Store every request in one transaction, then send them all.
 
-    A request repeating an idempotency key of `idempotency_scope` is not stored
-    or sent again; its receipt replays the first reply. Raises LayerUnavailable
-    (nothing stored) when the layer is known to be down."""
+    Runs on the event loop: the database work goes to a thread once per group
+    of concurrent pushes (streams/loop_commit.py). A request repeating an
+    idempotency key of `idempotency_scope` is not stored or sent again; its
+    receipt replays the first reply. Raises UnknownNamespaces (nothing
+    stored), LayerUnavailable (nothing stored) when the layer is known to be
+    down, or DatabaseError."""
+    requests = list(requests)
+    keyed = any(request.idempotency_key for request in requests)
     for attempt in (1, 2):
-        replays = idempotency.recorded_replies(
-            idempotency_scope,
-            [r.idempotency_key for r in requests if r.idempotency_key],
-        )
-        fresh = [r for r in requests if r.idempotency_key not in replays]
-        planned = [_plan(request) for request in fresh]
-        if planned:
-            refuse_while_redis_is_down_blocking()
-        # A recorded reply is final, so keyed pushes count connections before
-        # storing (one more round trip); others count while publishing.
-        keyed = [
-            p.request.idempotency_key for p in planned if p.request.idempotency_key
-        ]
-        counted = count_audience_blocking(planned) if keyed else None
+        if keyed:
+            # A recorded reply is final, so keyed pushes count connections
+            # before storing: read and plan, count, then store (two hand-offs).
+            (replays, fresh, planned), _ = await loop_commit.run(
+                partial(_read_and_plan, requests, idempotency_scope)
+            )
+            if planned:
+                await refuse_while_redis_is_down()
+            counted = await count_audience(planned) if planned else None
+            prepare = partial(
+                _prepared_write, (replays, fresh, planned), idempotency_scope, counted
+            )
+        else:
+            await refuse_while_redis_is_down()
+            counted = None
+            prepare = partial(_plan_and_write, requests)
         try:
-            created_at = _store(planned, idempotency_scope, counted or NOBODY)
+            (replays, fresh, planned), created_at = await loop_commit.run(prepare)
             break
         except IntegrityError:
             if attempt == 2:
@@ -126,13 +145,12 @@ def push_batch(
     if planned:
         outgoing = [item for plan in planned for item in _events(plan, created_at)]
         try:
-            sent = publish_after_commit_blocking(
-                outgoing, planned, count=counted is None
-            )
+            sent = await publish_after_commit(outgoing, planned, count=counted is None)
         except LayerUnavailable:
             # Nothing was stored (live-only pushes), so nothing was accepted:
             # a retry with the same key must send, not replay.
-            idempotency.forget(idempotency_scope, keyed)
+            keys = [p.request.idempotency_key for p in planned]
+            await loop_commit.run(partial(_forget, idempotency_scope, keys))
             raise
         audience = counted or sent
     metrics.messages_pushed_total.inc(len(planned))
@@ -151,6 +169,65 @@ def push_batch(
     ]
 
 
+def push_batch(
+    requests: Sequence[PushRequest], *, idempotency_scope: str = "open"
+) -> list[PushReceipt]:
+    """apush_batch for sync callers (tests, management commands); its database
+    work runs on the caller's thread, inside the caller's transaction."""
+    return async_to_sync(apush_batch)(requests, idempotency_scope=idempotency_scope)
+
+
+def push(request: PushRequest) -> PushReceipt:
+    return push_batch([request])[0]
+
+
+_Planning = tuple[dict[str, dict[str, Any]], list[PushRequest], list[Planned]]
+
+
+def _plan_and_write(requests: list[PushRequest]) -> tuple[_Planning, _Write]:
+    """On the database thread: plan pushes without idempotency keys."""
+    _refuse_unknown_namespaces(requests)
+    planned = [_plan(request) for request in requests]
+    return ({}, requests, planned), _write_for(planned)
+
+
+def _read_and_plan(
+    requests: list[PushRequest], idempotency_scope: str
+) -> tuple[_Planning, None]:
+    """On the database thread: the replies recorded for these keys, and a plan
+    for every request without one."""
+    _refuse_unknown_namespaces(requests)
+    replays = idempotency.recorded_replies(
+        idempotency_scope, [r.idempotency_key for r in requests if r.idempotency_key]
+    )
+    fresh = [r for r in requests if r.idempotency_key not in replays]
+    return (replays, fresh, [_plan(request) for request in fresh]), None
+
+
+def _prepared_write(
+    planning: _Planning, idempotency_scope: str, audience: Audience | None
+) -> tuple[_Planning, _Write]:
+    return planning, _write_for(planning[2], idempotency_scope, audience)
+
+
+def _forget(idempotency_scope: str, keys: list[str | None]) -> tuple[None, None]:
+    idempotency.forget(idempotency_scope, [key for key in keys if key])
+    return None, None
+
+
+def _refuse_unknown_namespaces(requests: Sequence[PushRequest]) -> None:
+    refusals = {}
+    for index, request in enumerate(requests):
+        if request.topic is None:
+            continue
+        try:
+            topic_rules(request.topic)
+        except TopicRefused as exc:
+            refusals[index] = exc.message
+    if refusals:
+        raise UnknownNamespaces(refusals)
+
+
 def refuse_while_redis_is_down_blocking() -> None:
     """503 before storing anything: at once while the watch knows Redis is down
     (never a wait on a dead Redis per push), by asking where nothing watches.
@@ -161,10 +238,6 @@ def refuse_while_redis_is_down_blocking() -> None:
         async_to_sync(check_layer)()  # closes the circuit, or raises
     elif circuit.is_open:
         raise LayerUnavailable("Redis is unreachable")
-
-
-def push(request: PushRequest) -> PushReceipt:
-    return push_batch([request])[0]
 
 
 async def send_client_message(message: ClientMessage) -> PushReceipt:
@@ -249,14 +322,13 @@ def _plan(request: PushRequest) -> Planned:
     return Planned(request, uuid.uuid4(), recipients)
 
 
-def _store(
+def _write_for(
     planned: list[Planned],
     idempotency_scope: str | None = None,
     audience: Audience | None = None,
-):
-    """Write messages, stream entries and idempotency records and assign seqs,
-    in one committed transaction (shared with concurrent pushes); returns the
-    push time."""
+) -> _Write:
+    """What storing `planned` writes: messages, stream entries (seqs assigned
+    when committed) and the idempotency records of keyed pushes."""
     durable = [p for p in planned if p.request.persist and p.copies()]
     keyed = [plan for plan in planned if plan.request.idempotency_key]
     record_replies = None
@@ -274,7 +346,14 @@ def _store(
                 },
             )
 
-    return store.group_commit.store(durable, record_replies)
+    return _Write(durable, record_replies)
+
+
+def _store(planned: list[Planned]):
+    """Store `planned` in one committed transaction (shared with concurrent
+    callers on other threads); returns the push time."""
+    write = _write_for(planned)
+    return store.group_commit.store(write.durable, write.after_save)
 
 
 def _events(plan: Planned, created_at) -> list[Outgoing]:

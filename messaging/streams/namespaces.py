@@ -77,6 +77,18 @@ def namespace_rules(name: str) -> NamespaceRules | None:
     return rules
 
 
+NOT_CACHED = object()
+
+
+def cached_namespace_rules(name: str):
+    """namespace_rules from the cache only, never a query (for the event
+    loop): the rules, None when the namespace does not exist, or NOT_CACHED."""
+    cached = _cache.get(name)
+    if cached is not None and cached[0] > time.monotonic():
+        return cached[1]
+    return NOT_CACHED
+
+
 def forget_cached_rules() -> None:
     """Drop the cache (a namespace was saved in this process, or a test)."""
     with _cache_lock:

@@ -16,7 +16,13 @@ from django.db import IntegrityError, transaction
 from messaging.models import TopicMember, TopicNamespace
 from messaging.streams import publish
 from messaging.streams.names import WILDCARD, InvalidTopic, Topic, parse_topic
-from messaging.streams.namespaces import NamespaceRules, namespace_rules
+from messaging.streams.namespaces import (
+    NOT_CACHED,
+    NamespaceRules,
+    cached_namespace_rules,
+    namespace_rules,
+)
+from messaging.ws_database import run_db
 
 logger = logging.getLogger(__name__)
 
@@ -37,16 +43,33 @@ class TopicRefused(Exception):
 
 def topic_rules(topic: str) -> tuple[Topic, NamespaceRules]:
     """The parsed topic and its namespace's rules; raises TopicRefused."""
+    parsed = _parsed(topic)
+    return parsed, _existing(parsed, namespace_rules(parsed.namespace))
+
+
+async def atopic_rules(topic: str) -> tuple[Topic, NamespaceRules]:
+    """topic_rules for the event loop: from the cache when it holds the
+    namespace, else read on a database thread."""
+    parsed = _parsed(topic)
+    rules = cached_namespace_rules(parsed.namespace)
+    if rules is NOT_CACHED:
+        rules = await run_db(namespace_rules, parsed.namespace)
+    return parsed, _existing(parsed, rules)
+
+
+def _parsed(topic: str) -> Topic:
     try:
-        parsed = parse_topic(topic)
+        return parse_topic(topic)
     except InvalidTopic as exc:
         raise TopicRefused("invalid", str(exc)) from None
-    rules = namespace_rules(parsed.namespace)
+
+
+def _existing(parsed: Topic, rules: NamespaceRules | None) -> NamespaceRules:
     if rules is None:
         raise TopicRefused(
             "not_found", f"there is no topic namespace '{parsed.namespace}'"
         )
-    return parsed, rules
+    return rules
 
 
 def grants_topic(grants: Iterable[str], topic: Topic) -> bool:

@@ -18,7 +18,6 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
 from django.test import AsyncClient, Client, override_settings
@@ -195,18 +194,17 @@ async def test_retry_arriving_while_the_original_is_being_sent_gets_the_same_rep
     socket = await listen(user)
     body = {"user_id": user, "message": "deployed", "idempotency_key": "deploy-43"}
     layer = get_channel_layer()
-    send_to_groups = layer.group_send_many_blocking
+    send_to_groups = layer.group_send_many
     retries = []
 
-    def retry_while_sending(messages) -> None:
-        # The push view publishes from its request thread.
+    async def retry_while_sending(messages) -> None:
         messages = list(messages)
         # The original is stored and committed, and is being sent right now.
         if any(group == user_group(user) for group, _ in messages) and not retries:
-            retries.append(async_to_sync(apost)(PUSH, body))
-        send_to_groups(messages)
+            retries.append(await apost(PUSH, body))
+        await send_to_groups(messages)
 
-    layer.group_send_many_blocking = retry_while_sending
+    layer.group_send_many = retry_while_sending
     original = await apost(PUSH, body)
     assert original.status_code == 202, original.content
     assert original.json()["recipients"][0]["connections"] == 1

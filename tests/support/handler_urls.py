@@ -7,6 +7,10 @@ import threading
 from django.http import HttpResponse
 from django.urls import path
 from django.views.decorators.csrf import csrf_exempt
+from rest_framework.permissions import AllowAny
+from rest_framework.response import Response
+
+from bridge_project.async_api_view import AsyncAPIView
 
 release_held = threading.Event()
 # Set once a held view has started: its thread is taken.
@@ -30,8 +34,32 @@ def body_length(request) -> HttpResponse:
     return HttpResponse(f"{len(request.body)} {request.META.get('CONTENT_LENGTH')}")
 
 
+async def loop_thread_id(request) -> HttpResponse:
+    """An async view: says which thread ran it (the event loop's, or not)."""
+    return HttpResponse(str(threading.get_ident()))
+
+
+async def loop_failure(request) -> HttpResponse:
+    raise RuntimeError("a bug in an async view")
+
+
+class LoopBody(AsyncAPIView):
+    """A DRF view on the loop: echoes the parsed JSON body."""
+
+    permission_classes = [AllowAny]
+    authentication_classes = []
+    throttle_classes = []
+
+    async def post(self, request) -> Response:
+        return Response({"got": request.data}, status=202)
+
+
 urlpatterns = [
+    path("loop", loop_thread_id),
+    path("loop-failure", loop_failure),
+    path("loop-body", LoopBody.as_view()),
     path("thread", thread_id),
     path("held", held_thread_id),
     path("body", body_length),
 ]
+handler500 = "messaging.api.exceptions.json_server_error"
