@@ -34,6 +34,7 @@ from abc import ABC, abstractmethod
 from pathlib import Path
 
 import httpx
+import psutil
 
 from bench.machine import REPO
 
@@ -86,7 +87,7 @@ _MINT_TOKENS = (
 )
 
 #: ASGI servers the bench can start its targets under (`--server`).
-SERVERS = ("daphne", "uvicorn")
+SERVERS = ("daphne", "uvicorn", "granian")
 #: uvicorn's WebSocket implementations (`--uvicorn-ws`); the first is the default.
 UVICORN_WS = ("websockets", "websockets-sansio", "wsproto")
 _UVICORN_NEEDS = {
@@ -202,7 +203,17 @@ class ServerProcessesTarget(Target):
         return [f"http://127.0.0.1:{port}" for port, _p, _l in self._daphnes]
 
     def server_pids(self) -> list[int]:
-        return [process.pid for _port, process, _log in self._daphnes]
+        """The server processes, and their workers (granian runs the
+        application in a child process; daphne and uvicorn have none)."""
+        pids = []
+        for _port, process, _log in self._daphnes:
+            pids.append(process.pid)
+            try:
+                children = psutil.Process(process.pid).children(recursive=True)
+            except psutil.Error:
+                children = []
+            pids.extend(child.pid for child in children)
+        return pids
 
     def dead(self) -> list[str]:
         return [
@@ -531,6 +542,8 @@ def server_command(
         return daphne_command(port, application)
     if server == "uvicorn":
         return uvicorn_command(port, application, ws=uvicorn_ws)
+    if server == "granian":
+        return granian_command(port, application)
     raise ValueError(f"unknown server {server!r} (known: {', '.join(SERVERS)})")
 
 
@@ -569,6 +582,23 @@ def uvicorn_command(port: int, application: str, ws: str = UVICORN_WS[0]) -> lis
         "--no-proxy-headers",
         "--lifespan", "off",
         "--no-use-colors",
+        application,
+    ]  # fmt: skip
+
+
+def granian_command(port: int, application: str) -> list[str]:
+    """granian (a Rust HTTP server with Python ASGI workers; `pip install
+    granian`), as close to daphne_command as it goes: one worker process,
+    uvloop, access log on, WebSockets on, no lifespan (the ASGI interface
+    sends lifespan events only to applications that take them)."""
+    return [
+        sys.executable, "-m", "granian",
+        "--interface", "asgi",
+        "--host", "127.0.0.1", "--port", str(port),
+        "--workers", "1",
+        "--loop", "uvloop",
+        "--ws",
+        "--access-log",
         application,
     ]  # fmt: skip
 
