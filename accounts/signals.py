@@ -1,11 +1,11 @@
 """Changes to public accounts and API keys clear this process's caches of them
-(and, for API keys, every process's: accounts.key_cache)."""
+(and, for API keys, every process's: accounts/key_changes.py)."""
 
 from django.core.signals import setting_changed
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 
-from accounts import key_cache, selectors
+from accounts import key_cache, key_changes, selectors
 from accounts.models import ApiKey, PublicAccount
 
 
@@ -19,7 +19,7 @@ def clear_handle_cache(**kwargs) -> None:
 def clear_api_key_cache(using: str, **kwargs) -> None:
     # A deactivated account disables its keys; a revoked or edited key changes
     # what the cache would answer.
-    key_cache.invalidate(using)
+    key_changes.invalidate(using)
 
 
 # What a key verifies to, and for how long, depends on these (tests override them).

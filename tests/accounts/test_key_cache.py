@@ -1,6 +1,7 @@
-"""The per-process cache of verified API keys (accounts/key_cache.py): a hit
-costs no query; revocation and deactivation refuse at once in this process
-and, through Redis, in the others; entries expire; bad keys are never cached."""
+"""The per-process cache of verified API keys (accounts/key_cache.py) and its
+invalidation (accounts/key_changes.py): a hit costs no query; revocation and
+deactivation refuse at once in this process and, through Redis, in the others;
+entries expire; bad keys are never cached."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import redis
 from django.test import Client, RequestFactory, override_settings
 from django.utils import timezone
 
-from accounts import key_cache, services
+from accounts import key_cache, key_changes, services
 from accounts.authentication import ApiKeyAuthentication, Caller
 from accounts.key_cache import (
     VerifiedKey,
@@ -298,7 +299,7 @@ async def test_aauthenticate_builds_the_same_caller_as_authenticate():
 @pytest.mark.django_db(transaction=True)
 def test_a_committed_revocation_is_announced_on_redis(raw, redis_server):
     listener = redis.Redis.from_url(redis_server.url).pubsub()
-    listener.subscribe(key_cache.CHANNEL)
+    listener.subscribe(key_changes.CHANNEL)
     try:
         assert listener.get_message(timeout=2)["type"] == "subscribe"
         api_key_revoke(key=ApiKey.objects.get())
@@ -306,7 +307,7 @@ def test_a_committed_revocation_is_announced_on_redis(raw, redis_server):
         assert message is not None, "nothing announced"
         assert (message["type"], message["channel"]) == (
             "message",
-            key_cache.CHANNEL.encode(),
+            key_changes.CHANNEL.encode(),
         )
     finally:
         listener.close()
@@ -317,7 +318,7 @@ def test_revoking_with_redis_down_still_revokes(raw, caplog):
     assert authenticate_api_key_blocking(raw) is not None
     with (
         override_settings(REDIS_URL="redis://127.0.0.1:1/0"),
-        caplog.at_level(logging.WARNING, logger="accounts.key_cache"),
+        caplog.at_level(logging.WARNING, logger="accounts.key_changes"),
     ):
         api_key_revoke(key=ApiKey.objects.get())
     assert ApiKey.objects.get().revoked_at is not None
@@ -344,7 +345,7 @@ async def own_redis() -> AsyncIterator[EmbeddedRedis]:
 
 @pytest.fixture
 async def listening(own_redis: EmbeddedRedis) -> AsyncIterator[asyncio.Task]:
-    task = asyncio.create_task(key_cache.listen(own_redis.url))
+    task = asyncio.create_task(key_changes.listen(own_redis.url))
     await subscribed(own_redis)
     yield task
     task.cancel()
@@ -356,7 +357,7 @@ async def subscribed(server: EmbeddedRedis) -> None:
     client = redis.asyncio.Redis.from_url(server.url)
 
     async def one_subscriber() -> None:
-        counts = await client.pubsub_numsub(key_cache.CHANNEL)
+        counts = await client.pubsub_numsub(key_changes.CHANNEL)
         assert counts[0][1] == 1, counts
 
     try:
@@ -369,7 +370,7 @@ async def test_the_listener_clears_the_cache_on_an_announcement(own_redis, liste
     warm(2)
     client = redis.asyncio.Redis.from_url(own_redis.url)
     try:
-        await client.publish(key_cache.CHANNEL, b"changed")
+        await client.publish(key_changes.CHANNEL, b"changed")
     finally:
         await client.aclose()
 
@@ -385,7 +386,7 @@ async def test_the_listener_clears_the_cache_when_redis_comes_back(
 ):
     """Announcements made while the listener was cut off are lost: what was
     cached meanwhile is dropped once it is subscribed again."""
-    caplog.set_level(logging.WARNING, logger="accounts.key_cache")
+    caplog.set_level(logging.WARNING, logger="accounts.key_changes")
     own_redis.stop(kill=True)
 
     def noticed() -> None:
@@ -404,7 +405,7 @@ async def test_the_listener_clears_the_cache_when_redis_comes_back(
     warm(1)  # and it goes on listening
     client = redis.asyncio.Redis.from_url(own_redis.url)
     try:
-        await client.publish(key_cache.CHANNEL, b"changed")
+        await client.publish(key_changes.CHANNEL, b"changed")
     finally:
         await client.aclose()
 
@@ -416,10 +417,10 @@ async def test_the_listener_clears_the_cache_when_redis_comes_back(
 
 def test_the_listener_is_started_once_per_loop_and_only_when_caching(settings):
     async def start_twice() -> tuple[asyncio.Task, asyncio.Task]:
-        key_cache.ensure_listening()
-        first = key_cache._listeners[asyncio.get_running_loop()]
-        key_cache.ensure_listening()
-        second = key_cache._listeners[asyncio.get_running_loop()]
+        key_changes.ensure_listening()
+        first = key_changes._listeners[asyncio.get_running_loop()]
+        key_changes.ensure_listening()
+        second = key_changes._listeners[asyncio.get_running_loop()]
         first.cancel()
         return first, second
 
@@ -428,8 +429,8 @@ def test_the_listener_is_started_once_per_loop_and_only_when_caching(settings):
     settings.BRIDGE_API_KEY_CACHE_SECONDS = 0
 
     async def start_disabled() -> bool:
-        key_cache.ensure_listening()
-        return asyncio.get_running_loop() in key_cache._listeners
+        key_changes.ensure_listening()
+        return asyncio.get_running_loop() in key_changes._listeners
 
     assert asyncio.run(start_disabled()) is False
 
@@ -439,9 +440,9 @@ async def test_a_silent_connection_is_given_up_and_the_cache_cleared(
 ):
     """A partition leaves the socket open and nothing answering: the listener
     pings when it hears nothing, and gives up when the ping goes unanswered."""
-    monkeypatch.setattr(key_cache, "LIVENESS_SECONDS", 0.1)
-    caplog.set_level(logging.WARNING, logger="accounts.key_cache")
-    task = asyncio.create_task(key_cache.listen(own_redis.url))
+    monkeypatch.setattr(key_changes, "LIVENESS_SECONDS", 0.1)
+    caplog.set_level(logging.WARNING, logger="accounts.key_changes")
+    task = asyncio.create_task(key_changes.listen(own_redis.url))
     try:
         await subscribed(own_redis)
         await asyncio.sleep(0.5)  # several pings answered: still listening
