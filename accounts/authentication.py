@@ -10,7 +10,12 @@ from rest_framework import authentication, exceptions, permissions
 from rest_framework.request import Request
 
 from accounts.credentials import InvalidToken, user_token_claims
-from accounts.keys import api_key_authenticate, looks_like_api_key
+from accounts.key_cache import (
+    VerifiedKey,
+    authenticate_api_key,
+    authenticate_api_key_blocking,
+)
+from accounts.keys import looks_like_api_key
 from accounts.models import ApiKey
 from bridge_project.api_errors import ServiceUnavailable
 from messaging.ws_database import run_db
@@ -92,31 +97,54 @@ class OpenModeAuthentication(authentication.BaseAuthentication):
 
 
 class ApiKeyAuthentication(authentication.BaseAuthentication):
-    """`Authorization: Bearer <api key>`."""
+    """`Authorization: Bearer <api key>`, verified through the process's cache
+    of keys (accounts/key_cache.py). request.auth is the VerifiedKey."""
 
     def authenticate(self, request: Request):
+        raw = self._raw_key(request)
+        if raw is None:
+            return None
+        try:
+            verified = authenticate_api_key_blocking(raw)
+        except DatabaseError:
+            # SPEC §6: a database outage is a 503, never a 500.
+            raise ServiceUnavailable() from None
+        return self._result(verified)
+
+    async def aauthenticate(self, request: Request):
+        """As authenticate, on the event loop: a cached key costs no I/O."""
+        raw = self._raw_key(request)
+        if raw is None:
+            return None
+        try:
+            verified = await authenticate_api_key(raw)
+        except DatabaseError:
+            raise ServiceUnavailable() from None
+        return self._result(verified)
+
+    @staticmethod
+    def _raw_key(request: Request) -> str | None:
+        """The Bearer value, None when the request has no Bearer header."""
         header = authentication.get_authorization_header(request).split()
         if not header or header[0].lower() != b"bearer":
             return None
         if len(header) != 2:
             raise exceptions.AuthenticationFailed("Use 'Authorization: Bearer <key>'.")
         try:
-            raw = header[1].decode("ascii")
+            return header[1].decode("ascii")
         except UnicodeDecodeError:
             raise exceptions.AuthenticationFailed("Invalid API key.") from None
-        try:
-            key = api_key_authenticate(raw)
-        except DatabaseError:
-            # SPEC §6: a database outage is a 503, never a 500.
-            raise ServiceUnavailable() from None
-        if key is None:
+
+    @staticmethod
+    def _result(verified: VerifiedKey | None) -> tuple[Caller, VerifiedKey]:
+        if verified is None:
             raise exceptions.AuthenticationFailed("Invalid or revoked API key.")
         caller = Caller(
-            permissions=key.permissions,
-            handle=key.account.handle if key.account_id else None,
-            key_id=key.pk,
+            permissions=verified.permissions,
+            handle=verified.handle,
+            key_id=verified.key_id,
         )
-        return (caller, key)
+        return (caller, verified)
 
     async def aauthenticate(self, request: Request):
         """For views on the event loop (bridge_project/async_api_view.py)."""

@@ -9,7 +9,7 @@ from django.db import DatabaseError
 from django.db.models import QuerySet
 from django.db.models.functions import Lower
 
-from accounts import selectors
+from accounts import key_changes, selectors
 from accounts.models import PublicAccount
 
 logger = logging.getLogger(__name__)
@@ -55,6 +55,9 @@ def public_accounts_ensure_at_startup(*, handles: Iterable[str]) -> None:
 def public_accounts_set_active(
     *, accounts: QuerySet[PublicAccount], active: bool
 ) -> int:
+    # A queryset update sends no post_save: clear the caches here. Deactivating
+    # an account disables its API keys, in every process (accounts/key_changes.py).
     changed = accounts.update(is_active=active)
     selectors.invalidate_cache()
+    key_changes.invalidate(accounts.db)
     return changed

@@ -182,6 +182,12 @@ if BRIDGE_AUTH_MODE == "open" and not DEBUG:
     )
 BRIDGE_ALLOWED_ORIGINS = env_list("BRIDGE_ALLOWED_ORIGINS", [])
 BRIDGE_TOKEN_TTL = env_int("BRIDGE_TOKEN_TTL", 3600, minimum=1)
+# How long a process may keep using an API key it verified without looking it
+# up again (accounts/key_cache.py); 0 looks every request's key up. Revocation
+# still reaches every process at once through Redis; this bounds it otherwise.
+BRIDGE_API_KEY_CACHE_SECONDS = env_float(
+    "BRIDGE_API_KEY_CACHE_SECONDS", 10.0, minimum=0.0
+)
 # JWTs from an existing login system (SPEC §10; docs/security.md "Using your
 # own JWTs"): verified with these keys and/or the JWKS at this URL.
 BRIDGE_JWT_KEYS = env_jwt_keys("BRIDGE_JWT_KEYS")

@@ -81,6 +81,18 @@ def fresh_rate_limits(redis_server: EmbeddedRedis) -> Iterator[None]:
     yield
 
 
+@pytest.fixture(autouse=True)
+def cold_api_key_cache() -> Iterator[None]:
+    """Each test starts with an empty cache of verified API keys
+    (accounts/key_cache.py): it is per process and outlives a test's
+    rolled-back transaction, which sends no signal to clear it."""
+    from accounts import key_cache
+
+    key_cache.clear()
+    yield
+    key_cache.clear()
+
+
 @pytest.fixture
 def redis_restartable(redis_server: EmbeddedRedis) -> Iterator[EmbeddedRedis]:
     """The suite's Redis, running again (same port) after a test that stops it."""

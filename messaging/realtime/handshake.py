@@ -13,11 +13,8 @@ from django.utils.functional import empty
 
 from accounts.credentials import InvalidToken, auser_token_claims
 from accounts.identifiers import is_user_id
-from accounts.keys import (
-    api_key_authenticate,
-    is_well_formed_api_key,
-    looks_like_api_key,
-)
+from accounts.key_cache import authenticate_api_key
+from accounts.keys import looks_like_api_key
 from messaging.frames import MAX_SEQ
 from messaging.realtime.origins import origin_allowed
 from messaging.realtime.session_auth import session_user
@@ -139,15 +136,10 @@ async def _token_identity(token: str) -> Identity:
 
 
 async def _api_key_account(raw: str) -> str | None:
-    """A public account may connect with one of its API keys as its token."""
-    if not is_well_formed_api_key(raw):
-        return None  # refused without a query
-    return await run_db(_api_key_handle, raw)
-
-
-def _api_key_handle(raw: str) -> str | None:
-    key = api_key_authenticate(raw)
-    return key.account.handle if key is not None and key.account_id else None
+    """A public account may connect with one of its API keys as its token
+    (verified through accounts/key_cache.py: malformed keys cost no query)."""
+    verified = await authenticate_api_key(raw)
+    return verified.handle if verified is not None else None
 
 
 async def _session_user_id(scope: dict) -> str:

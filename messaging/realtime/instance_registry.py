@@ -24,6 +24,7 @@ import threading
 from django.conf import settings
 from redis.exceptions import RedisError
 
+from accounts import key_changes
 from messaging import metrics, presence
 from messaging.instance import INSTANCE_NAME, STARTED_AT
 from messaging.realtime import stream_sweeper
@@ -123,7 +124,8 @@ def _unless_cancelled() -> None:
 
 class RegisteringApplication:
     """An ASGI application that registers the instance on its first event,
-    and starts the process's sweep of idle streamed messages."""
+    and starts the process's sweep of idle streamed messages and its listener
+    for API key changes (accounts/key_changes.py)."""
 
     def __init__(self, application) -> None:
         self.application = application
@@ -131,4 +133,5 @@ class RegisteringApplication:
     async def __call__(self, scope, receive, send):
         ensure_registered()
         stream_sweeper.ensure_sweeping()
+        key_changes.ensure_listening()
         return await self.application(scope, receive, send)
