@@ -18,7 +18,6 @@ from accounts.key_cache import (
 from accounts.keys import looks_like_api_key
 from accounts.models import ApiKey
 from bridge_project.api_errors import ServiceUnavailable
-from messaging.ws_database import run_db
 
 
 @dataclass(frozen=True)
@@ -145,10 +144,6 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
             key_id=verified.key_id,
         )
         return (caller, verified)
-
-    async def aauthenticate(self, request: Request):
-        """For views on the event loop (bridge_project/async_api_view.py)."""
-        return await run_db(self.authenticate, request)
 
     def authenticate_header(self, request: Request) -> str:
         # Makes DRF answer 401 (not 403) when credentials are missing.
