@@ -18,6 +18,7 @@ from accounts.key_cache import (
 from accounts.keys import looks_like_api_key
 from accounts.models import ApiKey
 from bridge_project.api_errors import ServiceUnavailable
+from bridge_project.view_db import on_view_db_thread
 
 
 @dataclass(frozen=True)
@@ -116,7 +117,7 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         if raw is None:
             return None
         try:
-            verified = await authenticate_api_key(raw)
+            verified = await authenticate_api_key(raw, run=on_view_db_thread)
         except DatabaseError:
             raise ServiceUnavailable() from None
         return self._result(verified)

@@ -22,6 +22,7 @@ import hashlib
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -59,18 +60,21 @@ def authenticate_api_key_blocking(raw: str) -> VerifiedKey | None:
     return _remember(slot, generation, _lookup(raw))
 
 
-async def authenticate_api_key(raw: str) -> VerifiedKey | None:
+async def authenticate_api_key(
+    raw: str, *, run: Callable[..., Awaitable] | None = None
+) -> VerifiedKey | None:
     """As authenticate_api_key_blocking, for the event loop: a hit does no I/O
-    and no thread hop; a miss queries on the WebSocket database pool."""
+    and no thread hop; a miss queries through `run` (default: the WebSocket
+    database pool; the HTTP views pass their own database thread)."""
     if not is_well_formed_api_key(raw):
         return None
     slot, generation = _slot(raw)
     if slot is not None and (hit := _cached(slot)) is not None:
         return hit
-    # Imported here: accounts does not depend on messaging at import time.
-    from messaging.ws_database import run_db
-
-    return _remember(slot, generation, await run_db(_lookup, raw))
+    if run is None:
+        # Imported here: accounts does not depend on messaging at import time.
+        from messaging.ws_database import run_db as run
+    return _remember(slot, generation, await run(_lookup, raw))
 
 
 def _slot(raw: str) -> tuple[bytes | None, int]:

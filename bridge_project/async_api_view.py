@@ -7,10 +7,13 @@ from there: two thread crossings per request, which is what the push views
 must not pay (docs/performance.md). Here `initial` runs on the loop:
 
 - an authenticator with `async def aauthenticate(request)` is awaited; one
-  without it runs its `authenticate` on a database thread (sessions: a query);
+  without it runs its `authenticate` on the database thread (sessions: a
+  query);
 - permissions are DRF's sync checks (they read `request.user`, no I/O);
 - a throttle with `async def aallow_request(request, view)` is awaited; one
   without it runs on a thread.
+
+The database thread is bridge_project/view_db.py's.
 
 Everything else (content negotiation, parsing, exception handling, rendering)
 is DRF's own code, which does no I/O: the body is already in memory.
@@ -24,7 +27,7 @@ from rest_framework import exceptions
 from rest_framework.request import Request
 from rest_framework.views import APIView
 
-from messaging.ws_database import run_db
+from bridge_project.view_db import on_view_db_thread
 
 
 class AsyncAPIView(APIView):
@@ -71,7 +74,7 @@ class AsyncAPIView(APIView):
             if check is not None:
                 allowed = await check(request, self)
             else:
-                allowed = await run_db(throttle.allow_request, request, self)
+                allowed = await on_view_db_thread(throttle.allow_request, request, self)
             if not allowed:
                 durations.append(throttle.wait())
         if durations:
@@ -87,7 +90,7 @@ async def authenticate(request: Request) -> None:
             if check is not None:
                 user_auth = await check(request)
             else:
-                user_auth = await run_db(authenticator.authenticate, request)
+                user_auth = await on_view_db_thread(authenticator.authenticate, request)
         except exceptions.APIException:
             request._not_authenticated()
             raise

@@ -26,7 +26,7 @@ from messaging.streams.after_commit import (
     publish_after_commit,
     publish_after_commit_blocking,
 )
-from messaging.streams.loop_commit import loop_commit
+from messaging.streams.loop_commit import loop_commit, on_callers_thread
 from messaging.streams.names import (
     parse_topic,
     stream_group,
@@ -174,7 +174,11 @@ def push_batch(
 ) -> list[PushReceipt]:
     """apush_batch for sync callers (tests, management commands); its database
     work runs on the caller's thread, inside the caller's transaction."""
-    return async_to_sync(apush_batch)(requests, idempotency_scope=idempotency_scope)
+    token = on_callers_thread.set(True)
+    try:
+        return async_to_sync(apush_batch)(requests, idempotency_scope=idempotency_scope)
+    finally:
+        on_callers_thread.reset(token)
 
 
 def push(request: PushRequest) -> PushReceipt:

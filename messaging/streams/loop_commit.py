@@ -31,6 +31,7 @@ from datetime import datetime
 from typing import Any
 
 from asgiref.sync import sync_to_async
+from django.conf import settings
 from django.db import close_old_connections, connection, reset_queries
 from django.utils import timezone
 
@@ -112,17 +113,27 @@ class LoopCommit:
         hand_off.add_done_callback(finished)
 
 
+# Set by a sync caller (delivery.push_batch) around its push: the hand-off
+# then runs on that caller's thread, whose connection is the caller's to manage.
+on_callers_thread: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "on_callers_thread", default=False
+)
+
+
 def _run_group(group: list[_Job]) -> None:
     """On the database thread: every job's reads, then all writes together."""
-    if connection.in_atomic_block:
-        # A sync caller's own transaction (a test's): its connection, as is.
+    if on_callers_thread.get() or connection.in_atomic_block:
+        # A sync caller's thread, or its open transaction (a test's under
+        # Django's test client): the caller's connection, left as it is.
         _run_jobs(group)
         return
     # What request_started and request_finished do for a request's thread,
     # which this thread is not: a connection that broke or aged
     # (CONN_MAX_AGE) is replaced, and DEBUG's query log does not keep every
-    # push's SQL (and data) for ever.
-    reset_queries()
+    # push's SQL (and data) for ever. (Only under DEBUG: a test counting
+    # queries turns the log on and must keep what it counts.)
+    if settings.DEBUG:
+        reset_queries()
     close_old_connections()
     try:
         _run_jobs(group)

@@ -13,6 +13,7 @@ from datetime import datetime
 
 from django.db import IntegrityError, transaction
 
+from bridge_project.view_db import on_view_db_thread
 from messaging.models import TopicMember, TopicNamespace
 from messaging.streams import publish
 from messaging.streams.names import WILDCARD, InvalidTopic, Topic, parse_topic
@@ -22,7 +23,6 @@ from messaging.streams.namespaces import (
     cached_namespace_rules,
     namespace_rules,
 )
-from messaging.ws_database import run_db
 
 logger = logging.getLogger(__name__)
 
@@ -48,12 +48,12 @@ def topic_rules(topic: str) -> tuple[Topic, NamespaceRules]:
 
 
 async def atopic_rules(topic: str) -> tuple[Topic, NamespaceRules]:
-    """topic_rules for the event loop: from the cache when it holds the
-    namespace, else read on a database thread."""
+    """topic_rules for the async views: from the cache when it holds the
+    namespace, else read on their database thread."""
     parsed = _parsed(topic)
     rules = cached_namespace_rules(parsed.namespace)
     if rules is NOT_CACHED:
-        rules = await run_db(namespace_rules, parsed.namespace)
+        rules = await on_view_db_thread(namespace_rules, parsed.namespace)
     return parsed, _existing(parsed, rules)
 
 
