@@ -112,6 +112,10 @@ async def _receive(pubsub) -> None:
     pinged = False
     while True:
         message = await pubsub.get_message(timeout=LIVENESS_SECONDS)
+        # redis-py's get_message can swallow a cancellation and return None:
+        # without this check a cancelled listener would wait here for ever
+        # (seen as test event loops that never finished closing).
+        _unless_cancelled()
         if message is None and pinged:
             raise TimeoutError("no answer to a ping")
         if message is None:
