@@ -13,7 +13,8 @@ queued for that lock one round trip each. `group_send_many` instead hands its
 messages to one CoalescingPipeline per shard: a batch is one round trip, and
 pushes that arrive while a pipeline is in flight share the next one.
 
-The push views run on request threads; `group_send_many_blocking` publishes the
+The sync views (recall, topic operations) run on request threads;
+`group_send_many_blocking` publishes the
 same messages to the same channels and shards over a blocking client, so a
 request thread does not hand its publish to the event loop and wait for it
 (that round trip between threads cost more CPU than the publish itself).
@@ -115,18 +116,6 @@ class GroupPubSubChannelLayer(RedisPubSubChannelLayer):
         channel = layer._get_group_channel_name(group)
         (reply,) = await _publisher(layer._get_shard(channel)).execute(
             [("EVAL", script, len(keys), *keys, channel, *args)]
-        )
-        return reply
-
-    def eval_for_group_blocking(
-        self, group: str, script: str, keys: list[str], args: list[Any]
-    ) -> Any:
-        """eval_for_group for a caller on a worker thread."""
-        channel = f"{self._prefix}__group__{group}"
-        shard = _consistent_hash(channel, len(self._hosts))
-        (reply,) = run_pipeline_blocking(
-            self._blocking_client(shard),
-            [("EVAL", script, len(keys), *keys, channel, *args)],
         )
         return reply
 

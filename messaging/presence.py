@@ -19,9 +19,7 @@ from dataclasses import asdict, dataclass
 
 from django.conf import settings
 
-from bridge_project.redis_batching import run_pipeline_blocking
 from bridge_project.redis_client import (
-    get_blocking_redis,
     get_redis,
     get_shared_pipeline,
 )
@@ -153,23 +151,6 @@ async def connection_counts(user_ids: Iterable[str]) -> dict[str, int]:
         [("ZCOUNT", user_key(user_id), now, "+inf") for user_id in users]
     )
     return dict(zip(users, (int(c) for c in counts), strict=True))
-
-
-def connection_counts_blocking(
-    user_ids: Iterable[str], *, with_online_users: bool = False
-) -> tuple[dict[str, int], int]:
-    """connection_counts (and online_user_count) for a worker thread, in one
-    round trip; the online count is 0 unless asked for."""
-    users = list(dict.fromkeys(user_ids))
-    now = time.time()
-    commands = [("ZCOUNT", user_key(user_id), now, "+inf") for user_id in users]
-    if with_online_users:
-        commands.append(("ZCOUNT", ONLINE_KEY, now, "+inf"))
-    if not commands:
-        return {}, 0
-    replies = [int(r) for r in run_pipeline_blocking(get_blocking_redis(), commands)]
-    online = replies.pop() if with_online_users else 0
-    return dict(zip(users, replies, strict=True)), online
 
 
 async def online_user_count() -> int:

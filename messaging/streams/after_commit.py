@@ -16,13 +16,11 @@ from messaging.streams.publish import (
     LayerUnavailable,
     Outgoing,
     publish,
-    publish_blocking,
 )
 from messaging.streams.receipts import (
     NOBODY,
     Audience,
     count_audience,
-    count_audience_blocking,
 )
 from messaging.streams.store import Planned
 
@@ -58,19 +56,6 @@ async def publish_after_commit(
         if not left_for_catch_up(planned):
             raise
         return NOBODY
-
-
-def publish_after_commit_blocking(
-    outgoing: Sequence[Outgoing], planned: Sequence[Planned], *, count: bool = True
-) -> Audience:
-    """_publish_after_commit for a worker thread; counts after publishing."""
-    try:
-        publish_blocking(outgoing)
-    except LayerUnavailable:
-        if not left_for_catch_up(planned):
-            raise
-        return NOBODY
-    return count_audience_blocking(planned) if count else NOBODY
 
 
 def left_for_catch_up(planned: Sequence[Planned]) -> bool:

@@ -19,12 +19,10 @@ from django.db import IntegrityError
 
 from accounts import selectors
 from accounts.mentions import mention_candidates
-from bridge_project import redis_health
 from messaging import frames, metrics
 from messaging.streams import groups, idempotency, store
 from messaging.streams.after_commit import (
     publish_after_commit,
-    publish_after_commit_blocking,
 )
 from messaging.streams.loop_commit import loop_commit, on_callers_thread
 from messaging.streams.names import (
@@ -36,7 +34,6 @@ from messaging.streams.namespaces import namespace_rules
 from messaging.streams.publish import (
     LayerUnavailable,
     Outgoing,
-    check_layer,
     deliver_event,
     refuse_while_redis_is_down,
 )
@@ -232,18 +229,6 @@ def _refuse_unknown_namespaces(requests: Sequence[PushRequest]) -> None:
         raise UnknownNamespaces(refusals)
 
 
-def refuse_while_redis_is_down_blocking() -> None:
-    """503 before storing anything: at once while the watch knows Redis is down
-    (never a wait on a dead Redis per push), by asking where nothing watches.
-    The circuit is read here, not through refuse_while_redis_is_down: a hop to
-    an event loop per push would cost more than the push's own publish."""
-    circuit = redis_health.circuit
-    if not redis_health.is_watched() or circuit.probe_due():
-        async_to_sync(check_layer)()  # closes the circuit, or raises
-    elif circuit.is_open:
-        raise LayerUnavailable("Redis is unreachable")
-
-
 async def send_client_message(message: ClientMessage) -> PushReceipt:
     """Route, store and send a client's message; raises RoutingRefused or
     LayerUnavailable. The sender gets no copy."""
@@ -432,19 +417,10 @@ def plan_streamed(
     return Planned(request, message_id, recipients, exclude=exclude)
 
 
-def store_and_publish_blocking(plan: Planned) -> PushReceipt:
-    """Store a planned message (unless live-only) and send it; worker threads.
-    Raises DatabaseError (nothing stored) or LayerUnavailable (nothing stored
-    and nothing sent; a stored message goes out on catch-up instead)."""
-    created_at = _store([plan])
-    audience = publish_after_commit_blocking(_events(plan, created_at), [plan])
-    metrics.messages_pushed_total.inc()
-    _count_topic_messages([plan])
-    return receipt_for(plan, audience)
-
-
 async def store_and_publish(plan: Planned) -> PushReceipt:
-    """store_and_publish_blocking for the event loop."""
+    """Store a planned message (unless live-only) and send it. Raises
+    DatabaseError (nothing stored) or LayerUnavailable (nothing stored and
+    nothing sent; a stored message goes out on catch-up instead)."""
     created_at = await run_db(_store, [plan])
     audience = await publish_after_commit(_events(plan, created_at), [plan])
     metrics.messages_pushed_total.inc()

@@ -78,18 +78,6 @@ async def run_script(group: str, script: str, keys: list[str], args: list) -> An
     return reply
 
 
-def run_script_blocking(group: str, script: str, keys: list[str], args: list) -> Any:
-    """run_script for a caller on a worker thread (the push view)."""
-    started_at = time.monotonic()
-    layer = get_channel_layer()
-    try:
-        reply = layer.eval_for_group_blocking(group, script, keys, args)
-    except (RedisError, OSError) as exc:
-        raise _layer_failed(exc, started_at) from exc
-    redis_health.circuit.close()
-    return reply
-
-
 async def run_script_on_every_shard(script: str, keys: list[str], args: list) -> list:
     """Run a Lua script once on each shard of the layer (ARGV[1] is "")."""
     started_at = time.monotonic()

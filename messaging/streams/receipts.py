@@ -100,21 +100,6 @@ def _counted(planned: Sequence[Planned]) -> tuple[list[str], list[str], bool]:
     return users, topics, any(plan.request.broadcast for plan in planned)
 
 
-def count_audience_blocking(planned: Sequence[Planned]) -> Audience:
-    users, topics, wants_online = _counted(planned)
-    try:
-        counts, online = presence.connection_counts_blocking(
-            users, with_online_users=wants_online
-        )
-        subscribers = (
-            topic_presence.subscriber_counts_blocking(topics) if topics else {}
-        )
-    except (RedisError, OSError) as exc:
-        logger.warning("presence unavailable for a push reply: %s", type(exc).__name__)
-        return NOBODY
-    return Audience(counts, online, subscribers)
-
-
 async def count_audience(planned: Sequence[Planned]) -> Audience:
     users, topics, wants_online = _counted(planned)
     try:

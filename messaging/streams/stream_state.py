@@ -283,22 +283,9 @@ async def take_part(part: PartScript, **limits: Any) -> Taken:
     return _taken(reply)
 
 
-def take_part_blocking(part: PartScript, **limits: Any) -> Taken:
-    """take_part for a worker thread (the push view)."""
-    args = _part_args(part, new_id=str(uuid.uuid4()), **limits)
-    reply = publish.run_script_blocking(part.group, _PART, _part_keys(part), args)
-    return _taken(reply)
-
-
 async def forget(group: str, key: str, open_set: str) -> None:
     """The stream's message is stored: the stream is done."""
     await publish.run_script(
-        group, _FORGET, _keys(key, open_set), [FINISHED_TTL_SECONDS]
-    )
-
-
-def forget_blocking(group: str, key: str, open_set: str) -> None:
-    publish.run_script_blocking(
         group, _FORGET, _keys(key, open_set), [FINISHED_TTL_SECONDS]
     )
 

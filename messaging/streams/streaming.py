@@ -84,22 +84,6 @@ async def send_part(part: StreamPart) -> PartAccepted:
     return PartAccepted(taken.message_id, taken.index, final=True, receipt=receipt)
 
 
-def send_part_blocking(part: StreamPart) -> PartAccepted:
-    """send_part for a worker thread (the push view)."""
-    delivery.refuse_while_redis_is_down_blocking()
-    taken = stream_state.take_part_blocking(_script(part), **_limits())
-    if taken.text is None:
-        return PartAccepted(taken.message_id, taken.index)
-    finishing = _finishing(part, taken)
-    plan = _plan(finishing)
-    try:
-        receipt = delivery.store_and_publish_blocking(plan)
-    except IntegrityError:
-        receipt = None
-    stream_state.forget_blocking(finishing.group, finishing.key, finishing.open_key)
-    return PartAccepted(taken.message_id, taken.index, final=True, receipt=receipt)
-
-
 async def finish_due_streams() -> int:
     """Store and send every stream the server must finish now (idle ones as
     `incomplete`); returns how many. Another process's sweep never finishes
