@@ -1,6 +1,10 @@
 """Django's ASGI handler, with fewer thread crossings per request.
 
-Bridge's HTTP views are synchronous (DRF). Django's stock ASGI handler runs
+The push views are async (bridge_project/async_api_view.py) and are answered
+on the event loop with no thread at all (bridge_project/loop_views.py); the
+in-flight cap and the body limit below apply to them too.
+
+Bridge's other HTTP views are synchronous (DRF). Django's stock ASGI handler runs
 them well but expensively for a push service; two things were measured
 (docs/performance.md):
 
