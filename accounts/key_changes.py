@@ -12,25 +12,24 @@ logged, and the TTL bounds how long other processes keep the key.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import threading
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.db import transaction
-from redis import asyncio as aioredis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from accounts.key_cache import clear
 from bridge_project.redis_client import get_blocking_redis
+from bridge_project.redis_health import _command, _credentials, _unless_cancelled
 
 logger = logging.getLogger(__name__)
 
 CHANNEL = "bridge:api-keys:changed"
 PUBLISH_TIMEOUT = 1.0  # a frozen Redis delays a revocation by no more than this
 RECONNECT_SECONDS = 1.0
+CONNECT_SECONDS = 2.0
 # A listener that heard nothing for this long pings; no answer by the next
 # period means a dead connection (a partition, not only a closed socket).
 LIVENESS_SECONDS = 15.0
@@ -77,22 +76,35 @@ def ensure_listening() -> None:
 
 async def listen(url: str) -> None:
     """Clear the cache on every announcement on CHANNEL, until cancelled; and
-    on every (re)subscription, since announcements may have been missed."""
+    on every (re)subscription, since announcements may have been missed.
+
+    A plain asyncio stream, as redis_health's watch: a redis-py PubSub here
+    hung cancellation at a loop's shutdown while connecting, and would
+    reconnect and resubscribe unseen."""
+    parts = urlsplit(url)
     failing = False
     while True:
-        # No retries: a reconnect inside redis-py would resubscribe unseen.
-        client = aioredis.Redis.from_url(
-            url, socket_connect_timeout=2, retry=Retry(NoBackoff(), 0)
-        )
-        pubsub = client.pubsub(ignore_subscribe_messages=True)
+        writer = None
         try:
-            await pubsub.subscribe(CHANNEL)
+            async with asyncio.timeout(CONNECT_SECONDS):
+                reader, writer = await asyncio.open_connection(
+                    parts.hostname or "127.0.0.1",
+                    parts.port or 6379,
+                    ssl=parts.scheme == "rediss" or None,
+                )
+                if parts.password:
+                    writer.write(_command("AUTH", *_credentials(parts)))
+                    if not (await reader.readline()).startswith(b"+"):
+                        raise ConnectionError("Redis refused the credentials")
+                writer.write(_command("SUBSCRIBE", CHANNEL))
+                if (await _read_frame(reader))[0] != b"subscribe":
+                    raise ConnectionError("SUBSCRIBE not confirmed")
             clear()
             if failing:
                 logger.info("listening for API key changes again")
             failing = False
-            await _receive(pubsub)
-        except (RedisError, OSError, TimeoutError) as exc:
+            await _receive(reader, writer)
+        except (OSError, TimeoutError, ValueError, asyncio.IncompleteReadError) as exc:
             _unless_cancelled()
             clear()
             if not failing:
@@ -102,30 +114,41 @@ async def listen(url: str) -> None:
                 )
             failing = True
         finally:
-            with contextlib.suppress(RedisError, OSError):
-                await pubsub.aclose()
-                await client.aclose()
+            if writer is not None:
+                writer.close()
         await asyncio.sleep(RECONNECT_SECONDS)
 
 
-async def _receive(pubsub) -> None:
+async def _receive(reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
     pinged = False
     while True:
-        message = await pubsub.get_message(timeout=LIVENESS_SECONDS)
-        # redis-py's get_message can swallow a cancellation and return None:
-        # without this check a cancelled listener would wait here for ever
-        # (seen as test event loops that never finished closing).
-        _unless_cancelled()
-        if message is None and pinged:
-            raise TimeoutError("no answer to a ping")
-        if message is None:
-            await pubsub.ping()
-        elif message["type"] == "message":
+        try:
+            async with asyncio.timeout(LIVENESS_SECONDS):
+                frame = await _read_frame(reader)
+        except TimeoutError:
+            if pinged:
+                raise TimeoutError("no answer to a ping") from None
+            writer.write(_command("PING"))
+            pinged = True
+            continue
+        pinged = False
+        if frame[0] == b"message":
             clear()
-        pinged = message is None
 
 
-def _unless_cancelled() -> None:
-    """redis-py may turn a cancellation into a connection error."""
-    if asyncio.current_task().cancelling():
-        raise asyncio.CancelledError
+async def _read_frame(reader: asyncio.StreamReader) -> list[bytes]:
+    """One RESP2 array of bulk strings and integers (all a subscribed
+    connection receives)."""
+    header = await reader.readline()
+    if not header:
+        raise ConnectionError("Redis closed the connection")
+    if not header.startswith(b"*"):
+        raise ValueError(f"unexpected reply from Redis: {header[:40]!r}")
+    items = []
+    for _ in range(int(header[1:])):
+        line = await reader.readline()
+        if line.startswith(b"$"):
+            items.append((await reader.readexactly(int(line[1:]) + 2))[:-2])
+        else:
+            items.append(line[1:].rstrip())
+    return items
