@@ -4,6 +4,7 @@ import logging
 import os
 
 from bridge_project import (
+    autobahn_lazy_debug,
     daphne_body_limit,
     daphne_compat,
     daphne_connection_cycles,
@@ -12,6 +13,7 @@ from bridge_project import (
 )
 from bridge_project.asgi_handler import get_asgi_application
 
+autobahn_lazy_debug.install()
 daphne_compat.install()
 daphne_connection_cycles.install()
 daphne_send_window.install()
