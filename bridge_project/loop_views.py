@@ -56,6 +56,7 @@ LOOP_SAFE_MIDDLEWARE = {
 # Not MiddlewareMixin, and left out of the path: it answers only requests for
 # STATIC_URL, where no async view is.
 SKIPPED_MIDDLEWARE = {"whitenoise.middleware.WhiteNoiseMiddleware"}
+SERVED_PATHS_KEPT = 1024
 
 
 def _never_called(request):  # pragma: no cover - hooks are called directly
@@ -70,6 +71,7 @@ class LoopViews:
         # The Django handler: create_request, resolve_request, check_response.
         self._handler = handler
         self._middleware = self._load()
+        self._served: dict[tuple, bool] = {}
 
     @property
     def enabled(self) -> bool:
@@ -103,11 +105,21 @@ class LoopViews:
         """Whether the URL is an async view's (in the default URLconf)."""
         if self._middleware is None:
             return False
-        try:
-            match = get_resolver().resolve(path_info)
-        except Resolver404:
-            return False
-        return iscoroutinefunction(match.func)
+        # Remembered per URLconf and path: resolving costs as much again as
+        # Django's own resolve of the same request. Bounded, as paths are
+        # the client's to choose.
+        resolver = get_resolver()
+        key = (resolver, path_info)
+        served = self._served.get(key)
+        if served is None:
+            if len(self._served) >= SERVED_PATHS_KEPT:
+                self._served.clear()
+            try:
+                served = iscoroutinefunction(resolver.resolve(path_info).func)
+            except Resolver404:
+                served = False
+            self._served[key] = served
+        return served
 
     async def respond(self, scope, body_file):
         """The response, as Django's handler would make it."""

@@ -115,3 +115,24 @@ async def test_an_unknown_middleware_turns_the_loop_path_off_and_views_still_wor
     assert "tests.support.middleware.Tagging" in caplog.text
     assert status == 200
     assert headers[b"X-Tagged"] == b"yes"
+
+
+async def test_which_urls_run_on_the_loop_follows_the_urlconf_in_force():
+    handler = ThreadReusingASGIHandler()
+    loop_thread = str(threading.get_ident())
+    assert (await request(handler, "/loop"))[2] == loop_thread
+    with override_settings(ROOT_URLCONF="tests.support.handler_urls_swapped"):
+        status, _, body, _ = await request(handler, "/loop")
+    assert status == 200
+    assert body != loop_thread, "a sync view runs on a request thread"
+    assert (await request(handler, "/loop"))[2] == loop_thread
+
+
+async def test_remembering_which_paths_run_on_the_loop_is_bounded():
+    from bridge_project.loop_views import SERVED_PATHS_KEPT
+
+    handler = ThreadReusingASGIHandler()
+    for number in range(SERVED_PATHS_KEPT + 50):
+        assert handler._loop_views.serves(f"/nowhere/{number}") is False
+    assert len(handler._loop_views._served) <= SERVED_PATHS_KEPT
+    assert handler._loop_views.serves("/loop") is True
