@@ -68,7 +68,30 @@ class PushSerializer(serializers.Serializer):
 
     def to_internal_value(self, data: Any) -> dict[str, Any]:
         _require_known_fields(self, data, "A push")
+        self._item_fields = data.keys()
         return super().to_internal_value(data)
+
+    @property
+    def _writable_fields(self) -> list[serializers.Field]:
+        """The fields DRF's `to_internal_value` runs for this item: those it
+        gives, those with a default, and required ones. For an absent optional
+        field without a default DRF's loop would only raise and catch
+        SkipField, so leaving it out gives the same result, the same errors in
+        the same order, at half the cost per item (a batch validates up to a
+        thousand). tests/messaging/test_push_serializer_fields.py checks that
+        the two agree."""
+        given = self._item_fields
+        return [
+            field
+            for field in self._fields_in_order
+            if field.field_name in given
+            or field.required
+            or field.default is not serializers.empty
+        ]
+
+    @functools.cached_property
+    def _fields_in_order(self) -> list[serializers.Field]:
+        return [field for field in self.fields.values() if not field.read_only]
 
     def validate_user_ids(self, value: list[str]) -> list[str]:
         if len(set(value)) != len(value):
