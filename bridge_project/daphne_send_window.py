@@ -34,6 +34,8 @@ import logging
 from twisted.internet.interfaces import IPushProducer
 from zope.interface import implementer
 
+from bridge_project import daphne_light_queue
+
 logger = logging.getLogger(__name__)
 
 SCOPE_EXTENSION = "bridge.send_window"
@@ -128,6 +130,8 @@ def install() -> None:
         return
     if getattr(Server, "_bridge_send_window", False):
         return
+    # It replaces the method wrapped here, so it goes first.
+    daphne_light_queue.install()
     create_application = Server.create_application
     handle_reply = WebSocketProtocol.handle_reply
     gone = (AutobahnProtocol.STATE_CLOSING, AutobahnProtocol.STATE_CLOSED)
