@@ -2,7 +2,37 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+import time
+
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram
+from prometheus_client.metrics_core import CounterMetricFamily
+
+
+class LoopCounter:
+    """A counter that only the event loop's thread increments: a plain int,
+    read at scrape time (prometheus_client's custom-collector interface).
+
+    prometheus_client's Counter takes a lock on every `inc`; once per
+    delivered frame that was 2 % of a topic's fan-out (docs/performance.md)."""
+
+    def __init__(self, name: str, documentation: str, registry=REGISTRY) -> None:
+        self._name = name.removesuffix("_total")
+        self._documentation = documentation
+        self._created = time.time()
+        self.value = 0
+        registry.register(self)
+
+    def inc(self, amount: int = 1) -> None:
+        self.value += amount
+
+    def describe(self) -> list[CounterMetricFamily]:
+        return [CounterMetricFamily(self._name, self._documentation)]
+
+    def collect(self):
+        yield CounterMetricFamily(
+            self._name, self._documentation, value=self.value, created=self._created
+        )
+
 
 connections_open = Gauge("bridge_connections_open", "WebSocket connections open now")
 connections_total = Counter(
@@ -17,7 +47,8 @@ messages_pushed_total = Counter(
 messages_stored_total = Counter(
     "bridge_messages_stored_total", "Per-recipient copies written to the store"
 )
-messages_delivered_total = Counter(
+# Incremented per frame, on the event loop only (messaging/realtime/outbound.py).
+messages_delivered_total = LoopCounter(
     "bridge_messages_delivered_total", "Message frames sent to WebSocket clients"
 )
 messages_recovered_total = Counter(

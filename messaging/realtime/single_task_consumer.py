@@ -43,7 +43,7 @@ class SingleTaskConsumer(AsyncWebsocketConsumer):
                 if isinstance(entry, Exception):
                     raise entry
                 if isinstance(entry, bytes):  # from the layer, still serialized
-                    entry = layer.deserialize(entry)
+                    entry = layer.deserialize_shared(entry)
                 await self.dispatch(entry)
         except StopConsumer:
             pass

@@ -174,3 +174,27 @@ async def test_http_push_publishes_the_stored_message_to_the_user_group(
     assert frame["id"] == response.json()["id"]
     assert (frame["to"], frame["seq"], frame["data"]) == ("jay", 1, {"n": 1})
     await layer.flush()
+
+
+async def test_members_of_a_group_get_one_unpacking_as_copies_of_their_own():
+    layer = get_channel_layer()
+    members = [await layer.new_channel() for _ in range(3)]
+    for member in members:
+        await layer.group_add("it.shared", member)
+    first = {"type": "bridge.deliver", "seq": 1, "frame": "one"}
+    second = {"type": "bridge.deliver", "seq": 2, "frame": "two"}
+    await layer.group_send("it.shared", first)
+    await layer.group_send("it.shared", second)
+    raws = [
+        [await asyncio.wait_for(layer.inbox(m).get(), RECEIVE_TIMEOUT) for _ in "12"]
+        for m in members
+    ]
+    assert raws[0][0] is raws[1][0] is raws[2][0], "one bytes object per message"
+    # Interleaved as consumers may take them: each gets its own, right message.
+    got = [layer.deserialize_shared(raws[m][i]) for i in (0, 1) for m in (0, 1, 2)]
+    got.append(layer.deserialize_shared(raws[0][0]))
+    assert got == [first] * 3 + [second] * 3 + [first]
+    got[0]["seq"] = 99
+    assert got[1]["seq"] == 1 and got[6]["seq"] == 1
+    for member in members:
+        await layer.group_discard("it.shared", member)

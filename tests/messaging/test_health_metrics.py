@@ -136,3 +136,21 @@ def test_schema_needs_no_credentials(client):
     response = client.get("/api/schema", REMOTE_ADDR="203.0.113.9")
     assert response.status_code == 200
     assert b"/sse/push" in response.content
+
+
+def test_a_loop_counter_is_exposed_as_a_prometheus_counter_is():
+    from prometheus_client import CollectorRegistry, Counter, generate_latest
+
+    from messaging.metrics import LoopCounter
+
+    registry = CollectorRegistry()
+    loop_counter = LoopCounter("it_frames_total", "Frames", registry=registry)
+    library_counter = Counter("it_library_total", "Frames", registry=registry)
+    for amount in (1, 1, 5):
+        loop_counter.inc(amount)
+        library_counter.inc(amount)
+    assert registry.get_sample_value("it_frames_total") == 7
+    assert registry.get_sample_value("it_frames_created") > 0
+    text = generate_latest(registry).decode()
+    assert "# TYPE it_frames_total counter\nit_frames_total 7.0\n" in text
+    assert "# TYPE it_library_total counter\nit_library_total 7.0\n" in text
