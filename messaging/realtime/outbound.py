@@ -67,13 +67,10 @@ class StreamSender:
     stream_lock: asyncio.Lock
     # What the server has not yet written to this socket (daphne only).
     send_window: SendWindow | None = None
-    max_pending_bytes: int
 
     def open_send_window(self) -> None:
         """Pick up the window daphne_send_window put in the scope, if any."""
         self.send_window = self.scope.get("extensions", {}).get(SCOPE_EXTENSION)
-        # Read once: a settings lookup per frame was 1.6 % of topic fan-out.
-        self.max_pending_bytes = settings.BRIDGE_MAX_PENDING_BYTES
 
     async def bridge_deliver(self, event: dict) -> None:
         """A message for one of this connection's streams (or for everyone);
@@ -242,7 +239,11 @@ class StreamSender:
         window = self.send_window
         if (
             window is not None
-            and window.unsent > self.max_pending_bytes
+            # Unpaused, the window holds at most Twisted's bufferSize (64 KB),
+            # the least the budget may be: the settings lookup (1.6 % of a
+            # topic's fan-out when made per frame) waits for a paused window.
+            and window.paused
+            and window.unsent > settings.BRIDGE_MAX_PENDING_BYTES
             and self.close_code is None
         ):
             await self._close_slow()
@@ -254,7 +255,7 @@ class StreamSender:
         window = self.send_window
         if window is not None and window.paused:
             size = payload_bytes(text) + FRAME_HEADER_BYTES
-            if window.unsent + size > self.max_pending_bytes:
+            if window.unsent + size > settings.BRIDGE_MAX_PENDING_BYTES:
                 try:
                     await asyncio.wait_for(
                         window.drained(), settings.BRIDGE_DRAIN_TIMEOUT
