@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.db import transaction
@@ -22,7 +21,11 @@ from redis.exceptions import RedisError
 
 from accounts.key_cache import clear
 from bridge_project.redis_client import get_blocking_redis
-from bridge_project.redis_health import _command, _credentials, _unless_cancelled
+from bridge_project.redis_health import (
+    open_subscription,
+    resp_command,
+    unless_cancelled,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -81,31 +84,19 @@ async def listen(url: str) -> None:
     A plain asyncio stream, as redis_health's watch: a redis-py PubSub here
     hung cancellation at a loop's shutdown while connecting, and would
     reconnect and resubscribe unseen."""
-    parts = urlsplit(url)
     failing = False
     while True:
         writer = None
         try:
             async with asyncio.timeout(CONNECT_SECONDS):
-                reader, writer = await asyncio.open_connection(
-                    parts.hostname or "127.0.0.1",
-                    parts.port or 6379,
-                    ssl=parts.scheme == "rediss" or None,
-                )
-                if parts.password:
-                    writer.write(_command("AUTH", *_credentials(parts)))
-                    if not (await reader.readline()).startswith(b"+"):
-                        raise ConnectionError("Redis refused the credentials")
-                writer.write(_command("SUBSCRIBE", CHANNEL))
-                if (await _read_frame(reader))[0] != b"subscribe":
-                    raise ConnectionError("SUBSCRIBE not confirmed")
+                reader, writer = await open_subscription(url, CHANNEL)
             clear()
             if failing:
                 logger.info("listening for API key changes again")
             failing = False
             await _receive(reader, writer)
         except (OSError, TimeoutError, ValueError, asyncio.IncompleteReadError) as exc:
-            _unless_cancelled()
+            unless_cancelled()
             clear()
             if not failing:
                 logger.warning(
@@ -128,7 +119,7 @@ async def _receive(reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
         except TimeoutError:
             if pinged:
                 raise TimeoutError("no answer to a ping") from None
-            writer.write(_command("PING"))
+            writer.write(resp_command("PING"))
             pinged = True
             continue
         pinged = False

@@ -101,22 +101,14 @@ async def _watch() -> None:
     A plain asyncio stream, not a redis-py connection: under daphne a redis-py
     connect here was seen to hang with Redis up, and nothing more than
     SUBSCRIBE and end-of-stream is needed."""
-    url = urlsplit(settings.REDIS_URL)
-    host, port = url.hostname or "127.0.0.1", url.port or 6379
     while True:
         subscribed = False
         writer = None
         try:
             async with asyncio.timeout(CONNECT_SECONDS):
-                reader, writer = await asyncio.open_connection(
-                    host, port, ssl=url.scheme == "rediss" or None
+                reader, writer = await open_subscription(
+                    settings.REDIS_URL, WATCH_CHANNEL
                 )
-                if url.password:
-                    writer.write(_command("AUTH", *_credentials(url)))
-                    if not (await reader.readline()).startswith(b"+"):
-                        raise ConnectionError("Redis refused the credentials")
-                writer.write(_command("SUBSCRIBE", WATCH_CHANNEL))
-                await reader.readuntil(WATCH_CHANNEL.encode() + b"\r\n:1\r\n")
             subscribed = True
             circuit.close()
             _settled.add(asyncio.get_running_loop())
@@ -124,7 +116,7 @@ async def _watch() -> None:
                 pass  # nobody publishes here; an empty read is Redis gone
             raise ConnectionError("Redis closed the connection")
         except (RedisError, OSError, asyncio.IncompleteReadError):
-            _unless_cancelled()
+            unless_cancelled()
             # Only losing an established subscription is news; failed publishes
             # open the circuit when the watch cannot connect at all.
             if subscribed:
@@ -136,6 +128,31 @@ async def _watch() -> None:
         await asyncio.sleep(RECONNECT_SECONDS)
 
 
+async def open_subscription(
+    url: str, channel: str
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A plain asyncio connection to Redis at `url`, authenticated and
+    subscribed to `channel` (the subscription confirmed). The caller bounds
+    the time it may take and closes the writer."""
+    parts = urlsplit(url)
+    reader, writer = await asyncio.open_connection(
+        parts.hostname or "127.0.0.1",
+        parts.port or 6379,
+        ssl=parts.scheme == "rediss" or None,
+    )
+    try:
+        if parts.password:
+            writer.write(resp_command("AUTH", *_credentials(parts)))
+            if not (await reader.readline()).startswith(b"+"):
+                raise ConnectionError("Redis refused the credentials")
+        writer.write(resp_command("SUBSCRIBE", channel))
+        await reader.readuntil(channel.encode() + b"\r\n:1\r\n")
+    except BaseException:
+        writer.close()
+        raise
+    return reader, writer
+
+
 def _credentials(url) -> list[str]:
     return (
         [unquote(url.username), unquote(url.password)]
@@ -144,7 +161,8 @@ def _credentials(url) -> list[str]:
     )
 
 
-def _command(*parts: str) -> bytes:
+def resp_command(*parts: str) -> bytes:
+    """A Redis command in RESP, as a client sends it."""
     encoded = [part.encode() for part in parts]
     lines = [b"*%d" % len(encoded)]
     for part in encoded:
@@ -152,9 +170,10 @@ def _command(*parts: str) -> bytes:
     return b"\r\n".join(lines) + b"\r\n"
 
 
-def _unless_cancelled() -> None:
-    """redis-py may turn a cancellation into a connection error; a watch whose
-    loop is shutting down must stop, not report an outage and carry on."""
+def unless_cancelled() -> None:
+    """redis-py may swallow a cancellation or turn it into a connection error;
+    a task whose loop is shutting down must stop, not report an outage and
+    carry on."""
     task = asyncio.current_task()
     if task is not None and task.cancelling():
         raise asyncio.CancelledError

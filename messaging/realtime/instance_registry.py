@@ -25,6 +25,7 @@ from django.conf import settings
 from redis.exceptions import RedisError
 
 from accounts import key_changes
+from bridge_project.redis_health import unless_cancelled
 from messaging import metrics, presence
 from messaging.instance import INSTANCE_NAME, STARTED_AT
 from messaging.realtime import stream_sweeper
@@ -100,7 +101,7 @@ async def _keep_registered() -> None:
                 async with asyncio.timeout(settings.BRIDGE_LAYER_TIMEOUT):
                     await register_this_instance()
             except (RedisError, OSError, TimeoutError) as exc:
-                _unless_cancelled()
+                unless_cancelled()
                 # Tried again at the next check; said once, not every check.
                 written = None
                 if not failing:
@@ -109,17 +110,10 @@ async def _keep_registered() -> None:
                     )
                 failing = True
             else:
-                _unless_cancelled()
+                unless_cancelled()
                 written = (count, loop.time())
                 failing = False
         await asyncio.sleep(CHECK_SECONDS)
-
-
-def _unless_cancelled() -> None:
-    """redis-py may swallow a cancellation, or turn it into a connection error;
-    a loop shutting down must stop this task, not see an outage or carry on."""
-    if asyncio.current_task().cancelling():
-        raise asyncio.CancelledError
 
 
 class RegisteringApplication:
