@@ -5,19 +5,23 @@ import os
 
 from bridge_project import (
     autobahn_lazy_debug,
+    autobahn_light_send_queue,
     autobahn_shared_options,
     daphne_body_limit,
     daphne_compat,
     daphne_connection_cycles,
+    daphne_idle_protocol,
     daphne_send_window,
     process_tuning,
 )
 from bridge_project.asgi_handler import get_asgi_application
 
 autobahn_lazy_debug.install()
+autobahn_light_send_queue.install()
 autobahn_shared_options.install()
 daphne_compat.install()
 daphne_connection_cycles.install()
+daphne_idle_protocol.install()
 daphne_send_window.install()  # and daphne_light_queue, which it wraps
 process_tuning.cache_twisted_content_type()
 process_tuning.skip_twisted_access_log()

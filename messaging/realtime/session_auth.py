@@ -27,7 +27,7 @@ from channels.auth import UserLazyObject, get_user
 from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
 from django.http import parse_cookie
-from django.utils.functional import LazyObject, empty
+from django.utils.functional import LazyObject, SimpleLazyObject, empty
 
 # Django's own engines make every key with get_random_string(32, [a-z0-9])
 # (SessionBase._get_new_session_key); anything else names no stored session.
@@ -48,22 +48,41 @@ class SessionAuthMiddleware:
         if scope["type"] != "websocket":
             raise ValueError("SessionAuthMiddleware serves WebSocket scopes only")
         cookies = _cookies(scope)
-        session_store = import_module(settings.SESSION_ENGINE).SessionStore
-        session = LazyObject()
-        session._wrapped = session_store(_plausible_key(cookies))
-        user = UserLazyObject()
-        if session.session_key is None:
-            user._wrapped = AnonymousUser()
+        key = _plausible_key(cookies)
+        if key is None:
+            # Most connections (bots, services, token clients): nothing to look
+            # up, and nothing per connection kept for it until someone asks.
+            session = SimpleLazyObject(_new_session)
+            user = ANONYMOUS
+        else:
+            session = LazyObject()
+            session._wrapped = _session_store()(key)
+            user = UserLazyObject()
         scope = dict(scope, cookies=cookies, session=session, user=user)
         return await self.inner(scope, receive, send)
+
+
+# AnonymousUser keeps no state of its own (its setters raise), so one serves
+# every connection without a session, as Django's own `AnonymousUser()` per
+# request would.
+ANONYMOUS = AnonymousUser()
+
+
+def _session_store():
+    return import_module(settings.SESSION_ENGINE).SessionStore
+
+
+def _new_session():
+    """An empty session, made the first time a cookieless scope's is read."""
+    return _session_store()(None)
 
 
 def session_user(scope: dict):
     """The session's user (queries the database: call it on a worker thread)."""
     user = scope.get("user")
     if user is None:
-        return AnonymousUser()
-    if user._wrapped is empty:
+        return ANONYMOUS
+    if getattr(user, "_wrapped", None) is empty:
         user._wrapped = get_user.func(scope)
     return user
 

@@ -16,7 +16,7 @@ from channels.testing import WebsocketCommunicator
 
 from bridge_project.asgi import application
 from bridge_project.channel_layer import ChannelInbox
-from messaging.realtime.session_auth import SessionAuthMiddleware
+from messaging.realtime.session_auth import SessionAuthMiddleware, session_user
 
 TIMEOUT = 5
 
@@ -131,6 +131,16 @@ async def test_without_a_session_cookie_the_user_is_anonymous_at_once():
     assert seen["cookies"] == {"theme": "dark"}
     assert seen["session"].session_key is None
     assert not seen["user"].is_authenticated
+
+
+async def test_cookieless_connections_keep_their_own_sessions_apart():
+    first = await _scope_seen_by_inner(_websocket_scope())
+    second = await _scope_seen_by_inner(_websocket_scope())
+    first["session"]["seen"] = True  # nothing in Bridge writes one; still apart
+    assert "seen" not in second["session"]
+    assert first["session"].session_key is second["session"].session_key is None
+    assert session_user(first) is session_user(second)
+    assert not session_user(first).is_authenticated
 
 
 @pytest.mark.django_db
