@@ -28,6 +28,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench import scenarios
+
 REPO = Path(__file__).resolve().parents[1]
 
 BUCKETS: list[tuple[str, tuple[str, ...]]] = [
@@ -125,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
             deadline = time.monotonic() + 180
             while time.monotonic() < deadline and bench.poll() is None:
                 pid = server_pid(bench)
-                if pid and "msgs" in log.read_text():
+                if pid and scenarios.PUSHING in log.read_text():
                     break
                 time.sleep(0.5)
             if pid is None or bench.poll() is not None:

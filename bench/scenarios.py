@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import re
 import secrets
+import sys
 from dataclasses import dataclass, replace
 from typing import Literal
 
@@ -111,6 +112,9 @@ SCENARIOS: dict[str, Scenario] = {
         ),
     )
 }  # fmt: skip
+
+# Printed once a scenario's connections are open and its pushes begin.
+PUSHING = "pushing"
 
 # --quick: about a tenth of each scenario, for a smoke check.
 QUICK: dict[str, dict] = {
@@ -293,6 +297,8 @@ async def run(target: Target, scenario: Scenario, options: Options) -> dict:
             )
             async with http:
                 cpu0 = _cpu(server_pids, redis_pids)
+                # bench.profile starts sampling at this line, not during connects.
+                print(f"    {PUSHING} ({opened} connections open)", file=sys.stderr)
                 if scenario.stream_parts:
                     assert scenario.topic is not None
                     await load.stream_loop(

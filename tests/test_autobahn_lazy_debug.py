@@ -4,6 +4,10 @@ no longer builds debug arguments per frame and the patch can be deleted."""
 
 from __future__ import annotations
 
+import ast
+import inspect
+import pprint
+
 import autobahn.util
 import pytest
 import txaio
@@ -14,6 +18,10 @@ from twisted.logger import formatEvent, globalLogPublisher
 from bridge_project import autobahn_lazy_debug
 
 txaio.use_twisted()
+
+UPSTREAM_TIMINGS_STR = getattr(
+    autobahn_lazy_debug.timings_text, "upstream", autobahn_protocol.Timings.__str__
+)
 
 from autobahn.twisted.websocket import (  # noqa: E402  (after choosing Twisted)
     WebSocketServerFactory,
@@ -48,6 +56,8 @@ def style_calls(monkeypatch):
 def upstream_names(monkeypatch):
     monkeypatch.setattr(autobahn_protocol, "hltype", autobahn.util.hltype)
     monkeypatch.setattr(autobahn_protocol, "hlval", autobahn.util.hlval)
+    monkeypatch.setattr(autobahn_protocol, "pformat", pprint.pformat)
+    monkeypatch.setattr(autobahn_protocol.Timings, "__str__", UPSTREAM_TIMINGS_STR)
 
 
 @pytest.fixture
@@ -116,3 +126,93 @@ def test_lazy_highlight_formats_once_and_accepts_format_specs():
     assert calls == []
     assert f"{lazy}|{lazy:>12}|{lazy!r}" == "<7:red>|     <7:red>|<7:red>"
     assert calls == [7]
+
+
+@pytest.fixture
+def counting_pformat(monkeypatch):
+    calls = []
+
+    def pformat(value, *args, **kwargs):
+        calls.append(value)
+        return pprint.pformat(value, *args, **kwargs)
+
+    monkeypatch.setattr(pprint, "pformat", pformat)
+    return calls
+
+
+def _connect(factory=None):
+    if factory is None:
+        factory = WebSocketServerFactory()
+        factory.protocol = WebSocketServerProtocol
+    protocol = factory.buildProtocol(None)
+    protocol.makeConnection(StringTransport())
+    return protocol
+
+
+def test_upstream_uses_pformat_only_for_debug_records_and_timings():
+    tree = ast.parse(inspect.getsource(autobahn_protocol))
+    parents = {
+        child: parent
+        for parent in ast.walk(tree)
+        for child in ast.iter_child_nodes(parent)
+    }
+    uses = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and node.id == "pformat":
+            call = parents[node]
+            holder = parents[call]
+            if isinstance(holder, ast.keyword):
+                holder = parents[holder]
+            uses.append(ast.unparse(holder)[:40])
+    assert uses, "autobahn no longer calls pformat"
+    assert "return pformat(self._timings)" in uses
+    others = [use for use in uses if use != "return pformat(self._timings)"]
+    assert others and all(use.startswith("self.log.debug(") for use in others)
+
+
+def test_upstream_pretty_prints_the_options_of_every_connection(
+    upstream_names, monkeypatch
+):
+    calls = []
+    monkeypatch.setattr(
+        autobahn_protocol, "pformat", lambda value: calls.append(value) or ""
+    )
+    _connect()
+    assert len(calls) == 1 and len(calls[0]) == len(
+        WebSocketServerProtocol.CONFIG_ATTRS
+    )
+
+
+def test_patched_connections_pretty_print_nothing_with_debug_off(
+    patched_names, counting_pformat
+):
+    for _ in range(3):
+        assert _connect().state == WebSocketServerProtocol.STATE_CONNECTING
+    assert counting_pformat == []
+
+
+def test_patched_options_record_reads_as_upstream_writes_it(upstream_names):
+    # One factory: its options (a function among them) print the same twice.
+    factory = WebSocketServerFactory()
+    factory.protocol = WebSocketServerProtocol
+
+    def options_record():
+        records = []
+        globalLogPublisher.addObserver(records.append)
+        WebSocketServerProtocol.log._set_log_level("debug")
+        try:
+            _connect(factory)
+        finally:
+            WebSocketServerProtocol.log._set_log_level("info")
+            globalLogPublisher.removeObserver(records.append)
+        return [formatEvent(r) for r in records if "autoPingInterval" in formatEvent(r)]
+
+    upstream_text = options_record()
+    autobahn_lazy_debug.install()
+    assert options_record() == upstream_text and len(upstream_text) == 1
+
+
+def test_timings_still_print_as_text(patched_names):
+    timings = autobahn_protocol.Timings()
+    timings.track("onOpen")
+    assert "onOpen" in str(timings)
