@@ -20,14 +20,14 @@ from messaging.instance import INSTANCE_NAME
 from messaging.realtime import client_frames, ws_limits
 from messaging.realtime.client_frames import ClientFrame, FrameError
 from messaging.streams import (
-    delivery,
+    live_messages,
     publish,
     reading,
     signals,
     streaming,
     topics,
 )
-from messaging.streams.delivery import ClientMessage
+from messaging.streams.live_messages import ClientMessage
 from messaging.streams.namespaces import NamespaceRules
 from messaging.streams.recipients import RoutingRefused
 from messaging.streams.topics import TopicRefused
@@ -103,7 +103,7 @@ class FrameReceiver:
             channel=self.channel_name,
         )
         try:
-            receipt = await delivery.send_client_message(message)
+            receipt = await live_messages.send_client_message(message)
         except (RoutingRefused, TopicRefused) as refused:
             raise FrameError(refused.code, refused.message, frame.ref) from None
         except (publish.LayerUnavailable, DatabaseError):

@@ -46,13 +46,10 @@ from messaging.streams.receipts import (
     replayed,
 )
 from messaging.streams.recipients import (
-    client_message_recipients,
     decide_recipients,
-    topic_message_recipients,
 )
 from messaging.streams.store import Planned, _Write
 from messaging.streams.topics import TopicRefused, topic_rules
-from messaging.ws_database import run_db
 
 
 @dataclass(frozen=True)
@@ -77,19 +74,6 @@ class PushRequest:
     # finished it for want of a final part (streams/streaming.py).
     stream_id: str | None = None
     incomplete: bool = False
-
-
-@dataclass(frozen=True)
-class ClientMessage:
-    """A `message` frame typed by a connected user (SPEC §2)."""
-
-    sender: str
-    text: str
-    data: dict[str, Any] | None
-    to: str | None
-    topic: str | None = None
-    # The sending connection's channel: it gets no copy of a topic message.
-    channel: str = ""
 
 
 class UnknownNamespaces(Exception):
@@ -140,7 +124,7 @@ async def apush_batch(
             # A concurrent push with the same key committed first: replay it.
     audience = counted or NOBODY
     if planned:
-        outgoing = [item for plan in planned for item in _events(plan, created_at)]
+        outgoing = [item for plan in planned for item in events_for(plan, created_at)]
         try:
             sent = await publish_after_commit(outgoing, planned, count=counted is None)
         except LayerUnavailable:
@@ -151,7 +135,7 @@ async def apush_batch(
             raise
         audience = counted or sent
     metrics.messages_pushed_total.inc(len(planned))
-    _count_topic_messages(planned)
+    count_topic_messages(planned)
     metrics.batch_size.observe(len(requests))
     # By the caller's request: _plan may have replaced it (a live-only topic).
     receipts = {
@@ -229,64 +213,13 @@ def _refuse_unknown_namespaces(requests: Sequence[PushRequest]) -> None:
         raise UnknownNamespaces(refusals)
 
 
-async def send_client_message(message: ClientMessage) -> PushReceipt:
-    """Route, store and send a client's message; raises RoutingRefused or
-    LayerUnavailable. The sender gets no copy."""
-    await refuse_while_redis_is_down()
-    plan, created_at = await run_db(_plan_and_store_client_message, message)
-    audience = await publish_after_commit(_events(plan, created_at), [plan])
-    metrics.messages_pushed_total.inc()
-    _count_topic_messages([plan])
-    return receipt_for(plan, audience)
-
-
-def _count_topic_messages(planned: Sequence[Planned]) -> None:
+def count_topic_messages(planned: Sequence[Planned]) -> None:
     topic_messages = sum(1 for plan in planned if plan.request.topic is not None)
     if topic_messages:
         metrics.topic_messages_total.inc(topic_messages)
 
 
-def _plan_and_store_client_message(message: ClientMessage):
-    mentioned = selectors.resolve_mentions(mention_candidates(message.text))
-    live_only = False
-    if message.topic is not None:
-        # The consumer checked `client_publish`; the sender's own connection
-        # is left out of the topic's audience by `exclude` (SPEC §8).
-        recipients = topic_message_recipients(
-            sender=message.sender, mentioned=mentioned
-        )
-        live_only = _topic_is_live_only(message.topic)
-    else:
-        recipients = _personal_message_recipients(message, mentioned)
-    data: dict[str, Any] = {"text": message.text}
-    if message.data is not None:
-        data["data"] = message.data
-    request = PushRequest(
-        targets=tuple(r.user_id for r in recipients),
-        event="message",
-        data=data,
-        sender=message.sender,
-        persist=not live_only,
-        text=message.text,
-        topic=message.topic,
-    )
-    plan = Planned(request, uuid.uuid4(), recipients, exclude=message.channel)
-    return plan, _store([plan])
-
-
-def _personal_message_recipients(message: ClientMessage, mentioned: list[str]):
-    return client_message_recipients(
-        sender=message.sender,
-        sender_is_public=selectors.is_public_account(message.sender),
-        to=message.to,
-        to_public_handle=(
-            selectors.canonical_handle(message.to) if message.to is not None else None
-        ),
-        mentioned=mentioned,
-    )
-
-
-def _topic_is_live_only(topic: str) -> bool:
+def topic_is_live_only(topic: str) -> bool:
     """history_size 0 (SPEC §8): nothing of it is stored, mention copies
     included, and every copy goes out with `seq: null`."""
     rules = namespace_rules(parse_topic(topic).namespace)
@@ -306,7 +239,7 @@ def _plan(request: PushRequest) -> Planned:
     recipients = decide_recipients(
         targets=request.targets, mentioned=mentioned, sender=request.sender
     )
-    if request.topic is not None and _topic_is_live_only(request.topic):
+    if request.topic is not None and topic_is_live_only(request.topic):
         request = replace(request, persist=False)
     return Planned(request, uuid.uuid4(), recipients)
 
@@ -338,14 +271,14 @@ def _write_for(
     return _Write(durable, record_replies)
 
 
-def _store(planned: list[Planned]):
+def store_planned(planned: list[Planned]):
     """Store `planned` in one committed transaction (shared with concurrent
     callers on other threads); returns the push time."""
     write = _write_for(planned)
     return store.group_commit.store(write.durable, write.after_save)
 
 
-def _events(plan: Planned, created_at) -> list[Outgoing]:
+def events_for(plan: Planned, created_at) -> list[Outgoing]:
     """One event per stream the message is in, each to that stream's group: a
     topic message is published once, whatever the number of subscribers."""
     request = plan.request
@@ -381,48 +314,3 @@ def _frame(plan, created_at, recipient, *, seq, mentions) -> str:
             incomplete=plan.request.incomplete,
         )
     )
-
-
-# --- messages sent in parts (SPEC §9; streams/streaming.py) ----------------------
-
-
-def plan_streamed(
-    *,
-    message_id: uuid.UUID,
-    sender: str | None,
-    event: str,
-    data: dict[str, Any],
-    to: str | None,
-    topic: str | None,
-    stream_id: str,
-    incomplete: bool,
-    persist: bool,
-    exclude: str = "",
-) -> Planned:
-    """The finished message of a stream, to one user or one topic: no mention
-    routing (docs/protocol.md), its id the one its parts carried."""
-    if topic is not None and _topic_is_live_only(topic):
-        persist = False
-    request = PushRequest(
-        targets=() if to is None else (to,),
-        event=event,
-        data=data,
-        sender=sender,
-        persist=persist,
-        topic=topic,
-        stream_id=stream_id,
-        incomplete=incomplete,
-    )
-    recipients = decide_recipients(targets=request.targets)
-    return Planned(request, message_id, recipients, exclude=exclude)
-
-
-async def store_and_publish(plan: Planned) -> PushReceipt:
-    """Store a planned message (unless live-only) and send it. Raises
-    DatabaseError (nothing stored) or LayerUnavailable (nothing stored and
-    nothing sent; a stored message goes out on catch-up instead)."""
-    created_at = await run_db(_store, [plan])
-    audience = await publish_after_commit(_events(plan, created_at), [plan])
-    metrics.messages_pushed_total.inc()
-    _count_topic_messages([plan])
-    return receipt_for(plan, audience)

@@ -21,10 +21,11 @@ from django.conf import settings
 from django.db import DatabaseError, IntegrityError
 
 from messaging import frames
-from messaging.streams import delivery, stream_state
+from messaging.streams import live_messages, stream_state
 from messaging.streams.names import personal_stream, stream_group, stream_owner
 from messaging.streams.publish import LayerUnavailable, refuse_while_redis_is_down
 from messaging.streams.receipts import PushReceipt
+from messaging.streams.store import Planned
 from messaging.streams.stream_state import (  # noqa: F401  (PartRefused: re-exported)
     Claimed,
     PartRefused,
@@ -109,18 +110,18 @@ async def _finish(finishing: Claimed) -> PushReceipt | None:
     delivered by catch-up."""
     plan = await run_db(_plan, finishing)
     try:
-        receipt = await delivery.store_and_publish(plan)
+        receipt = await live_messages.store_and_publish(plan)
     except IntegrityError:
         receipt = None
     await stream_state.forget(finishing.group, finishing.key, finishing.open_key)
     return receipt
 
 
-def _plan(finishing: Claimed) -> delivery.Planned:
+def _plan(finishing: Claimed) -> Planned:
     owner = stream_owner(finishing.target)
     # SPEC §9: data.text is the parts joined, plus the final part's fields.
     data = {**(finishing.final_data or {}), "text": finishing.text}
-    return delivery.plan_streamed(
+    return live_messages.plan_streamed(
         message_id=uuid.UUID(finishing.message_id),
         sender=finishing.sender,
         event=finishing.event,
