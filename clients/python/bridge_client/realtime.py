@@ -6,9 +6,11 @@ go through a `Dispatcher` queue, so handlers never hold up the socket. Positions
 are kept twice: `_queued` (what went on the queue: resume points and duplicate
 filter) and `_handled` (what handlers finished: `client.positions`, to save).
 
-`Client` is assembled from parts: `topics.py` (subscriptions), `sending.py`
-(frames to the server, streamed messages), `refresh.py` (token refresh), all on
-`connection.py`'s `ClientBase` (shared state, events, frames with answers).
+`Client` is assembled from parts: `receiving.py` (frames from the server, the
+duplicate filter and the handlers' queue), `topics.py` (subscriptions),
+`sending.py` (frames to the server, streamed messages), `refresh.py` (token
+refresh), all on `connection.py`'s `ClientBase` (shared state, events, frames
+with answers).
 """
 
 from __future__ import annotations
@@ -28,14 +30,13 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 
 from bridge_client.backoff import Backoff
 from bridge_client.connection import Connection, Ending, TokenProvider, websocket_url
-from bridge_client.dispatch import Dispatcher, Event, Handler
-from bridge_client.errors import Closed, ConnectionLost, FrameRefused, NotConnected
+from bridge_client.dispatch import Dispatcher, Handler
+from bridge_client.errors import Closed, ConnectionLost, NotConnected
 from bridge_client.events import State, StateChange, Subscription, Truncated
-from bridge_client.message import PERSONAL, Message, StreamPart, stream_key
+from bridge_client.message import PERSONAL
 from bridge_client.positions import Positions
-from bridge_client.refresh import TokenRefresh
+from bridge_client.receiving import Receiving
 from bridge_client.sending import OutgoingStream, Sending
-from bridge_client.topics import Topics
 
 logger = logging.getLogger(__name__)
 
@@ -47,8 +48,6 @@ class TokenProviderFailed(Exception):
 # SPEC §11: fix the request first. 4401 is retried only with a new token.
 NEVER_RETRY = frozenset({4400, 4403})
 UNAUTHENTICATED = 4401
-# Our own close after the queue overflowed; we resume at once.
-RESUME_CLOSE = 1000
 
 __all__ = [
     "Client",
@@ -61,7 +60,7 @@ __all__ = [
 ]
 
 
-class Client(Topics, Sending, TokenRefresh):
+class Client(Receiving, Sending):
     """A Bridge WebSocket client for bots and services.
 
     ```python
@@ -401,120 +400,6 @@ class Client(Topics, Sending, TokenRefresh):
         self._set_state(State.CONNECTED)
         self._emit("connected", frame)
         self._connected.set()
-
-    # --- frames from the server ---------------------------------------------------
-
-    async def _on_frame(self, connection: Connection, frame: dict[str, Any]) -> None:
-        kind = frame.get("type")
-        if kind == "ping":
-            await connection.socket.send('{"type":"pong"}')
-            await self._ack_handled(connection)
-        elif kind == "message":
-            self._on_message(connection, frame)
-        elif kind == "stream":
-            self._emit_live(
-                "stream", StreamPart.from_frame(frame), self._handlers["stream"]
-            )
-        elif kind in ("ack", "refreshed"):
-            self._resolve(frame)
-        elif kind == "subscribed":
-            self._on_subscribed(frame)
-        elif kind == "unsubscribed":
-            self._on_unsubscribed(frame)
-        elif kind == "history_truncated":
-            stream = frame.get("topic") or PERSONAL
-            self._emit("history_truncated", Truncated(stream, int(frame["oldest_seq"])))
-        elif kind == "error":
-            self._on_error(connection, frame)
-        elif kind == "token_expiring":
-            self._start_refresh(frame)
-        elif kind in ("signal", "read", "receipt", "recall", "join", "leave"):
-            self._emit_live(str(kind), frame, self._handlers[str(kind)])
-
-    async def _ack_handled(self, connection: Connection) -> None:
-        """Tell the server how far the handlers got (`ack`, SPEC §2), at most
-        once a heartbeat: operators see it as the connection's `acked_seq`."""
-        handled = self._handled.personal
-        if handled is not None and handled > connection.acked:
-            connection.acked = handled
-            await connection.socket.send(json.dumps({"type": "ack", "seq": handled}))
-
-    def _on_message(self, connection: Connection, frame: dict[str, Any]) -> None:
-        stream = stream_key(frame)
-        subscription = self._subscriptions.get(stream) if stream != PERSONAL else None
-        if stream != PERSONAL and subscription is None:
-            # Sent before our unsubscribe reached the server: the app left.
-            self.stats["after_unsubscribe"] += 1
-            return
-        handlers = (
-            [subscription.handler]
-            if subscription is not None and subscription.handler is not None
-            else list(self._handlers["message"])
-        )
-        message = Message.from_frame(frame)
-        seq = frame.get("seq")
-        if seq is None:
-            self._emit_live("message", message, handlers)
-            return
-        if self._overflowing:
-            self.stats["dropped_for_resume"] += 1
-            return
-        last = self._queued.get(stream)
-        if last is not None and seq <= last:
-            self.stats["duplicates_dropped"] += 1
-            return
-        if self._dispatcher.full():
-            self._overflow(connection)
-            return
-        self._queued.advance(stream, seq)
-
-        def admit() -> bool:
-            handled = self._handled.get(stream)
-            return handled is None or seq > handled
-
-        def done() -> None:
-            self._handled.advance(stream, seq)
-
-        self._dispatcher.put(Event("message", message, handlers, done, admit))
-
-    def _overflow(self, connection: Connection) -> None:
-        """The queue is full: stop taking stored messages, and once the handlers
-        have worked through half of it, reconnect and resume from the last one
-        queued (nothing lost, nothing twice)."""
-        self._overflowing = True
-        self.stats["overflows"] += 1
-        self.stats["dropped_for_resume"] += 1
-        logger.warning(
-            "bridge_client: %s events waiting for handlers; resuming later",
-            self._dispatcher.qsize(),
-        )
-
-        async def resume() -> None:
-            await self._dispatcher.wait_below(self._dispatcher.maxsize // 2)
-            self._resume_now = True
-            await connection.socket.close(RESUME_CLOSE, "resume after overflow")
-
-        connection.tasks.append(asyncio.create_task(resume()))
-
-    def _on_error(self, connection: Connection, frame: dict[str, Any]) -> None:
-        ref = frame.get("ref")
-        if ref is None:
-            # Unsolicited: the reason for a close that may follow (its
-            # retry_after_ms says when to come back, SPEC §11).
-            connection.last_error = frame
-        if ref is not None and ref in self._pending:
-            future = self._pending[ref]
-            if not future.done():
-                future.set_exception(FrameRefused(frame))
-            return
-        if ref is not None and ref in self._parts:
-            self._parts[ref]._refused(FrameRefused(frame))
-            return
-        topic = frame.get("topic")
-        if topic in self._subscriptions and not self._subscriptions[topic].active:
-            self._refuse_subscription(self._subscriptions.pop(topic), frame)
-            return
-        self._emit("error", frame)
 
     async def _stop_dispatcher(self) -> None:
         if self._dispatch_task is None:
