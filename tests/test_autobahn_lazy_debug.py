@@ -5,7 +5,6 @@ no longer builds debug arguments per frame and the patch can be deleted."""
 from __future__ import annotations
 
 import ast
-import inspect
 import pprint
 
 import autobahn.util
@@ -16,6 +15,7 @@ from twisted.internet.testing import StringTransport
 from twisted.logger import formatEvent, globalLogPublisher
 
 from bridge_project import autobahn_lazy_debug
+from tests.support.upstream_source import parents, source_tree
 
 txaio.use_twisted()
 
@@ -150,19 +150,15 @@ def _connect(factory=None):
 
 
 def test_upstream_uses_pformat_only_for_debug_records_and_timings():
-    tree = ast.parse(inspect.getsource(autobahn_protocol))
-    parents = {
-        child: parent
-        for parent in ast.walk(tree)
-        for child in ast.iter_child_nodes(parent)
-    }
+    tree = source_tree(autobahn_protocol)
+    parent_of = parents(tree)
     uses = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Name) and node.id == "pformat":
-            call = parents[node]
-            holder = parents[call]
+            call = parent_of[node]
+            holder = parent_of[call]
             if isinstance(holder, ast.keyword):
-                holder = parents[holder]
+                holder = parent_of[holder]
             uses.append(ast.unparse(holder)[:40])
     assert uses, "autobahn no longer calls pformat"
     assert "return pformat(self._timings)" in uses

@@ -15,6 +15,7 @@ from twisted.internet.testing import StringTransport
 
 from bridge_project import autobahn_light_send_queue
 from bridge_project.autobahn_light_send_queue import SendQueue
+from tests.support.upstream_source import parents, source_tree
 
 txaio.use_twisted()
 
@@ -25,18 +26,14 @@ from autobahn.twisted.websocket import (  # noqa: E402  (after choosing Twisted)
 
 
 def _uses_in_upstream_module():
-    tree = ast.parse(inspect.getsource(autobahn_protocol))
-    parents = {
-        child: parent
-        for parent in ast.walk(tree)
-        for child in ast.iter_child_nodes(parent)
-    }
+    tree = source_tree(autobahn_protocol)
+    parent_of = parents(tree)
     deque_uses, queue_uses = [], []
     for node in ast.walk(tree):
         if isinstance(node, ast.Name) and node.id == "deque":
-            deque_uses.append(ast.unparse(parents[node]))
+            deque_uses.append(ast.unparse(parent_of[node]))
         if isinstance(node, ast.Attribute) and node.attr == "send_queue":
-            use = parents[node]
+            use = parent_of[node]
             if isinstance(use, ast.Attribute):  # self.send_queue.append(...)
                 use = use.attr
             elif isinstance(use, ast.Call):  # len(self.send_queue)

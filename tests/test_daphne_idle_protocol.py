@@ -6,7 +6,6 @@ the failure names before keeping the patch."""
 from __future__ import annotations
 
 import ast
-import inspect
 import os
 import struct
 import sys
@@ -27,6 +26,7 @@ from bridge_project.daphne_idle_protocol import (
     HANDSHAKE_ONLY,
     OpenedRequest,
 )
+from tests.support.upstream_source import parents, source_tree
 
 txaio.use_twisted()
 
@@ -35,7 +35,7 @@ from autobahn.websocket import protocol as autobahn_protocol  # noqa: E402
 
 
 def _methods(module, tree=None):
-    tree = tree or ast.parse(inspect.getsource(module))
+    tree = tree or source_tree(module)
     for cls in tree.body:
         if isinstance(cls, ast.ClassDef):
             for node in cls.body:
@@ -68,12 +68,8 @@ def test_autobahn_reads_the_handshake_attributes_only_in_the_handshake():
 
 
 def test_daphne_reads_its_handshake_attributes_only_in_on_connect():
-    tree = ast.parse(inspect.getsource(daphne_ws_protocol))
-    parents = {
-        child: parent
-        for parent in ast.walk(tree)
-        for child in ast.iter_child_nodes(parent)
-    }
+    tree = source_tree(daphne_ws_protocol)
+    parent_of = parents(tree)
     outside_on_connect = []
     request_reads = set()
     for cls, function in _methods(daphne_ws_protocol, tree):
@@ -83,7 +79,7 @@ def test_daphne_reads_its_handshake_attributes_only_in_on_connect():
             if node.attr in HANDSHAKE_ONLY:
                 outside_on_connect.append((function.name, node.attr))
             if node.attr == "request":
-                request_reads.add(ast.unparse(parents[node]))
+                request_reads.add(ast.unparse(parent_of[node]))
     assert outside_on_connect == []
     # daphne's access log reads the path, and nothing else of the request.
     assert request_reads == {"self.request.path"}
@@ -92,7 +88,7 @@ def test_daphne_reads_its_handshake_attributes_only_in_on_connect():
 def test_nothing_deletes_or_lists_the_attributes_given_class_defaults():
     modules = (autobahn_protocol, autobahn_twisted, daphne_ws_protocol, daphne_server)
     for module in modules:
-        tree = ast.parse(inspect.getsource(module))
+        tree = source_tree(module)
         for node in ast.walk(tree):
             if isinstance(node, ast.Delete):
                 for target in node.targets:
